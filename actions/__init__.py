@@ -1,0 +1,1 @@
+"""What the assistant does, channel-agnostic: understood message + user state in, replies out."""

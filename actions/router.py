@@ -1,0 +1,247 @@
+"""The conversation core: understands free text, routes to the capability that answers, owns small talk and menus."""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import structlog
+
+from actions import callbacks
+from actions.base import Capability, Context
+from actions.lang import detect
+from actions.types import Button, Incoming, Reply, Understanding
+from core.pii import redact
+from store.models import NluReview
+
+log = structlog.get_logger(__name__)
+
+callbacks.register("c_menu", "c_lang", "c_intent", "c_pick")
+
+SMALL_TALK = ("greet", "goodbye", "thank", "affirm", "deny", "help", "out_of_scope", "change_language")
+FALLBACK_INTENT = "nlu_fallback"  # what Rasa's FallbackClassifier predicts below its threshold
+
+# Main-menu entries, in order: (intent that the button triggers, label key). An entry is shown only when a
+# capability answers its intent, so the menu never offers what the assistant cannot do.
+MENU = (
+    ("eid_info", "common.btn_eid"),
+    ("procedure_info", "common.btn_procedures"),
+    ("check_status", "common.btn_status"),
+    ("id_card_renewal", "common.btn_renewal"),
+    ("list_reminders", "common.btn_reminders"),
+    ("subscribe_news", "common.btn_news"),
+    ("human_handover", "common.btn_staff"),
+)
+
+
+class Nlu(Protocol):
+    async def parse(self, text: str) -> Understanding: ...
+
+
+class NluDown(Exception):
+    """Raised by an Nlu implementation when the server cannot answer; mapped to a friendly reply."""
+
+
+async def _maybe_await(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+class Assistant:
+    def __init__(
+        self,
+        nlu: Nlu,
+        capabilities: Sequence[Capability],
+        unavailable: tuple[type[Exception], ...] = (NluDown,),
+    ) -> None:
+        self.nlu = nlu
+        self.capabilities = list(capabilities)
+        self._unavailable = unavailable
+        self.by_intent: dict[str, Capability] = {}
+        self.by_callback: dict[str, Capability] = {}
+        for cap in self.capabilities:
+            for intent in cap.intents:
+                if intent in self.by_intent or intent in SMALL_TALK:
+                    raise ValueError(f"intent {intent!r} is answered twice")
+                self.by_intent[intent] = cap
+            for action in cap.callbacks:
+                if action in self.by_callback:
+                    raise ValueError(f"callback action {action!r} is owned twice")
+                self.by_callback[action] = cap
+
+    # ---- menus ---------------------------------------------------------------------------------------
+
+    async def menu_rows(self, ctx: Context) -> tuple[tuple[Button, ...], ...]:
+        buttons: list[Button] = []
+        for cap in self.capabilities:
+            extra = getattr(cap, "menu_buttons", None)
+            if extra is not None:
+                buttons.extend(await _maybe_await(extra(ctx)))
+        for intent, label in MENU:
+            if intent in self.by_intent:
+                buttons.append(Button(ctx.t(label), callbacks.encode("c_intent", intent)))
+        other = "en" if ctx.lang == "vi" else "vi"
+        buttons.append(Button(ctx.t("common.btn_lang"), callbacks.encode("c_lang", other)))
+        return tuple(tuple(buttons[i : i + 2]) for i in range(0, len(buttons), 2))
+
+    async def menu(self, ctx: Context, key: str = "common.menu_title", **values: object) -> Reply:
+        return Reply(ctx.t(key, **values), await self.menu_rows(ctx))
+
+    # ---- entry points ----------------------------------------------------------------------------------
+
+    async def on_command(self, name: str, args: str, inc: Incoming, ctx: Context) -> list[Reply]:
+        if name == "start":
+            if args:
+                for cap in self.capabilities:
+                    handler = getattr(cap, "on_deep_link", None)
+                    if handler is not None:
+                        replies: list[Reply] = await handler(args, inc, ctx)
+                        if replies:
+                            return replies
+            return [
+                Reply(ctx.t("common.welcome", name=inc.display_name)),
+                await self.menu(ctx, "common.privacy_short"),
+            ]
+        if name in ("help",):
+            return [await self.menu(ctx, "common.help")]
+        if name == "menu":
+            return [await self.menu(ctx)]
+        if name == "lang":
+            return [self._lang_choice(ctx)]
+        if name == "privacy":
+            return [Reply(ctx.t("common.privacy", days=ctx.settings.review_retention_days))]
+        for cap in self.capabilities:
+            if name in getattr(cap, "commands", ()):
+                return list(await cap.on_command(name, args, inc, ctx))  # type: ignore[attr-defined]
+        return [Reply(ctx.t("common.unknown_command"))]
+
+    async def on_text(self, inc: Incoming, ctx: Context) -> list[Reply]:
+        text = (inc.text or "").strip()
+        if not text:
+            return [await self.menu(ctx, "common.empty")]
+        spoken = detect(text)
+        if spoken and spoken != ctx.user.lang:
+            ctx.user.lang = spoken
+        # A capability waiting for a typed answer (a dossier code, a date) gets the text first.
+        for cap in self.capabilities:
+            wants = getattr(cap, "wants_text", None)
+            if wants is not None and await _maybe_await(wants(ctx)):
+                replies: list[Reply] = await cap.on_text(inc, ctx)  # type: ignore[attr-defined]
+                if replies:
+                    return replies
+        try:
+            nlu = await self.nlu.parse(text)
+        except self._unavailable:
+            return [await self.menu(ctx, "common.nlu_down")]
+        return await self.on_understood(Incoming(**{**_fields(inc), "nlu": nlu}), ctx)
+
+    async def on_understood(self, inc: Incoming, ctx: Context) -> list[Reply]:
+        nlu = inc.nlu
+        assert nlu is not None
+        threshold = ctx.settings.nlu_fallback_threshold
+        if nlu.intent is None or nlu.intent == FALLBACK_INTENT or nlu.confidence < threshold:
+            return await self._fallback(inc, ctx, nlu)
+        close = self._close_alternatives(nlu, ctx)
+        if close:
+            await self._review(inc, ctx, nlu, "ambiguous")
+            rows = tuple((Button(ctx.t(f"common.intent_label_{i}"), callbacks.encode("c_pick", i)),) for i in close)
+            return [Reply(ctx.t("common.did_you_mean"), (*rows, (self._menu_button(ctx),)))]
+        ctx.user.fallbacks_in_row = 0
+        return await self.dispatch(nlu.intent, inc, ctx)
+
+    async def on_callback(self, inc: Incoming, ctx: Context) -> list[Reply]:
+        assert inc.callback is not None
+        action, args = inc.callback
+        if action == "c_menu":
+            return [await self.menu(ctx)]
+        if action == "c_lang" and args and args[0] in ("vi", "en"):
+            ctx.user.lang = args[0]
+            return [await self.menu(ctx, "common.lang_set")]
+        if action in ("c_intent", "c_pick") and args:
+            ctx.user.fallbacks_in_row = 0
+            picked = Incoming(**{**_fields(inc), "nlu": Understanding(args[0], 1.0), "callback": None})
+            return await self.dispatch(args[0], picked, ctx)
+        cap = self.by_callback.get(action)
+        if cap is None:
+            return [await self.menu(ctx, "common.stale_button")]
+        return await cap.on_callback(inc, ctx)
+
+    async def on_unsupported(self, ctx: Context) -> list[Reply]:
+        """A sticker, photo, voice note, location or contact where text was expected."""
+        return [await self.menu(ctx, "common.not_text")]
+
+    # ---- internals ---------------------------------------------------------------------------------------
+
+    async def dispatch(self, intent: str, inc: Incoming, ctx: Context) -> list[Reply]:
+        if intent in SMALL_TALK:
+            return await self._small_talk(intent, inc, ctx)
+        cap = self.by_intent.get(intent)
+        if cap is None:
+            log.info("intent.unanswered", intent=intent)
+            return [await self.menu(ctx, "common.not_available")]
+        return await cap.on_intent(inc, ctx)
+
+    async def _small_talk(self, intent: str, inc: Incoming, ctx: Context) -> list[Reply]:
+        if intent == "greet":
+            return [await self.menu(ctx, "common.greet", name=inc.display_name)]
+        if intent == "help":
+            return [await self.menu(ctx, "common.help")]
+        if intent == "change_language":
+            return [self._lang_choice(ctx)]
+        if intent == "out_of_scope":
+            return [await self.menu(ctx, "common.out_of_scope")]
+        key = {"goodbye": "common.goodbye", "thank": "common.thank", "affirm": "common.affirm_alone"}.get(
+            intent, "common.deny_alone"
+        )
+        return [Reply(ctx.t(key), ((self._menu_button(ctx),),))]
+
+    def _lang_choice(self, ctx: Context) -> Reply:
+        return Reply(
+            ctx.t("common.lang_choose"),
+            (
+                (
+                    Button(ctx.t("common.btn_vi"), callbacks.encode("c_lang", "vi")),
+                    Button(ctx.t("common.btn_en"), callbacks.encode("c_lang", "en")),
+                ),
+            ),
+        )
+
+    def _menu_button(self, ctx: Context) -> Button:
+        return Button(ctx.t("common.btn_menu"), callbacks.encode("c_menu"))
+
+    def _close_alternatives(self, nlu: Understanding, ctx: Context) -> list[str]:
+        """The top intents when the best two are too close to call (never guess silently)."""
+        ranked = [(i, c) for i, c in nlu.ranking if i != FALLBACK_INTENT]
+        if len(ranked) < 2:
+            return []
+        (first, c1), (second, c2) = ranked[0], ranked[1]
+        if c1 - c2 >= ctx.settings.nlu_ambiguity_threshold:
+            return []
+        picks = [first, second]
+        return [i for i in picks if i in self.by_intent or (i in SMALL_TALK and i != "out_of_scope")]
+
+    async def _fallback(self, inc: Incoming, ctx: Context, nlu: Understanding) -> list[Reply]:
+        await self._review(inc, ctx, nlu, "fallback")
+        ctx.user.fallbacks_in_row += 1
+        if ctx.user.fallbacks_in_row >= 2:
+            rows = await self.menu_rows(ctx)
+            return [Reply(ctx.t("common.fallback_again"), rows)]
+        return [await self.menu(ctx, "common.fallback")]
+
+    async def _review(self, inc: Incoming, ctx: Context, nlu: Understanding, reason: str) -> None:
+        ctx.session.add(
+            NluReview(
+                user_id=ctx.user.id,
+                text=redact(inc.text or "")[:1000],
+                intent=nlu.intent,
+                confidence=nlu.confidence,
+                ranking=json.dumps([[i, round(c, 4)] for i, c in nlu.ranking[:5]]),
+                reason=reason,
+                created_at=ctx.now,
+            )
+        )
+
+
+def _fields(inc: Incoming) -> dict[str, Any]:
+    return {f: getattr(inc, f) for f in inc.__dataclass_fields__}

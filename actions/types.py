@@ -1,0 +1,75 @@
+"""Plain data exchanged between the channel adapter (bot/) and the capabilities (actions/)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+LANGS = ("vi", "en")
+
+
+@dataclass(frozen=True, slots=True)
+class Button:
+    """An inline button. `data` is a callback payload built by `actions.callbacks.encode` (<= 64 bytes)."""
+
+    label: str
+    data: str = ""
+    url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """One message to show the user.
+
+    `text` is Telegram HTML: anything that came from a user or a remote service must already be escaped
+    (`html.escape`). `edit=True` replaces the message whose button was pressed instead of sending a new one.
+    """
+
+    text: str
+    buttons: tuple[tuple[Button, ...], ...] = ()
+    edit: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Entity:
+    entity: str
+    value: str
+    start: int = 0
+    end: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Understanding:
+    """What the NLU server made of a free-text message."""
+
+    intent: str | None
+    confidence: float
+    entities: tuple[Entity, ...] = ()
+    ranking: tuple[tuple[str, float], ...] = ()
+
+    def entity(self, name: str) -> str | None:
+        for e in self.entities:
+            if e.entity == name:
+                return e.value
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """One thing the user did: a text message or a button press (`callback`, already validated)."""
+
+    user_id: int
+    chat_id: int
+    lang: str
+    display_name: str = ""
+    text: str | None = None
+    callback: tuple[str, tuple[str, ...]] | None = None
+    nlu: Understanding | None = None
+    update_id: int | None = None
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What handling one Incoming produced."""
+
+    replies: list[Reply] = field(default_factory=list)
+    lang: str | None = None  # set when the user's language changed

@@ -1,0 +1,179 @@
+"""Telegram handlers: one unit of work per update, idempotent by update_id, replies sent after commit."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from telegram import Bot, Message, Update
+from telegram.constants import ChatType, ParseMode
+from telegram.error import BadRequest, Forbidden, TelegramError
+from telegram.ext import Application, CallbackQueryHandler, ContextTypes, MessageHandler, filters
+
+from actions import callbacks
+from actions.base import Context
+from actions.content import Content
+from actions.router import Assistant
+from actions.types import Incoming, Reply
+from bot.render import keyboard, split_text
+from core.flood import FloodGuard
+from core.settings import Settings
+from store.db import unit_of_work
+from store.models import ProcessedUpdate, User
+
+log = structlog.get_logger(__name__)
+
+Work = Callable[[Incoming, Context], Awaitable[list[Reply]]]
+
+
+@dataclass
+class TelegramAdapter:
+    settings: Settings
+    content: Content
+    sessions: async_sessionmaker[AsyncSession]
+    assistant: Assistant
+    services: dict[str, object]
+    flood: FloodGuard
+    bot: Bot
+
+    def register(self, app: Application) -> None:
+        # Order matters: commands before text, text before the catch-all for stickers, photos, etc.
+        app.add_handler(MessageHandler(filters.UpdateType.MESSAGE & filters.COMMAND, self.on_command))
+        app.add_handler(MessageHandler(filters.UpdateType.MESSAGE & filters.TEXT, self.on_text))
+        app.add_handler(CallbackQueryHandler(self.on_callback))
+        app.add_handler(MessageHandler(filters.UpdateType.MESSAGE & ~filters.StatusUpdate.ALL, self.on_other))
+        app.add_error_handler(self.on_error)
+
+    # ---- handlers ---------------------------------------------------------------------------------------
+
+    async def on_command(self, update: Update, _: ContextTypes.DEFAULT_TYPE) -> None:
+        msg = update.effective_message
+        assert msg is not None and msg.text is not None
+        head, _sep, args = msg.text.partition(" ")
+        name = head[1:].split("@", 1)[0].lower()
+
+        async def work(inc: Incoming, ctx: Context) -> list[Reply]:
+            return await self.assistant.on_command(name, args.strip(), inc, ctx)
+
+        await self._handle(update, work, text=msg.text)
+
+    async def on_text(self, update: Update, _: ContextTypes.DEFAULT_TYPE) -> None:
+        msg = update.effective_message
+        assert msg is not None
+        await self._handle(update, self.assistant.on_text, text=msg.text or "")
+
+    async def on_other(self, update: Update, _: ContextTypes.DEFAULT_TYPE) -> None:
+        async def work(_inc: Incoming, ctx: Context) -> list[Reply]:
+            return await self.assistant.on_unsupported(ctx)
+
+        await self._handle(update, work)
+
+    async def on_callback(self, update: Update, _: ContextTypes.DEFAULT_TYPE) -> None:
+        query = update.callback_query
+        assert query is not None
+        try:
+            parsed = callbacks.decode(query.data)
+        except callbacks.BadCallback:
+            log.warning("callback.rejected", update_id=update.update_id)
+            parsed = ("c_menu", ())  # a forged or stale payload gets the menu, nothing else
+        try:
+            await query.answer()
+        except TelegramError as exc:  # an old query can no longer be answered; the press is still handled
+            log.info("callback.answer_failed", error=str(exc))
+        await self._handle(update, self.assistant.on_callback, callback=parsed)
+
+    async def on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        log.error("update.failed", exc_info=context.error)
+        if isinstance(update, Update) and update.effective_chat is not None:
+            lang = "en" if (update.effective_user and _is_en(update.effective_user.language_code)) else "vi"
+            try:
+                await context.bot.send_message(update.effective_chat.id, self.content.text("common.error", lang))
+            except TelegramError:
+                log.warning("update.error_reply_failed")
+
+    # ---- the unit of work -------------------------------------------------------------------------------
+
+    async def _handle(
+        self,
+        update: Update,
+        work: Work,
+        text: str | None = None,
+        callback: tuple[str, tuple[str, ...]] | None = None,
+    ) -> None:
+        chat, tg_user = update.effective_chat, update.effective_user
+        if chat is None or tg_user is None or tg_user.is_bot:
+            return
+        if chat.type != ChatType.PRIVATE and not self.settings.answer_in_groups:
+            return
+        verdict = self.flood.check(tg_user.id)
+        if verdict != "ok":
+            if verdict == "warn":
+                lang = "en" if _is_en(tg_user.language_code) else "vi"
+                await self._send(chat.id, [Reply(self.content.text("common.slow_down", lang))], None)
+            log.info("flood.refused", user=tg_user.id)
+            return
+        now = dt.datetime.now(dt.UTC)
+        async with unit_of_work(self.sessions) as session:
+            if await session.get(ProcessedUpdate, update.update_id) is not None:
+                log.info("update.duplicate", update_id=update.update_id)
+                return
+            session.add(ProcessedUpdate(update_id=update.update_id, handled_at=now))
+            user = await session.get(User, tg_user.id)
+            if user is None:
+                user = User(id=tg_user.id, chat_id=chat.id, lang="en" if _is_en(tg_user.language_code) else "vi")
+                session.add(user)
+            user.last_seen_at = now
+            user.active = True
+            ctx = Context(self.content, self.settings, session, user, now, self.services)
+            inc = Incoming(
+                user_id=tg_user.id,
+                chat_id=chat.id,
+                lang=user.lang,
+                display_name=tg_user.first_name or "",
+                text=text,
+                callback=callback,
+                update_id=update.update_id,
+            )
+            replies = await work(inc, ctx)
+        # Committed first, then sent: a crash between the two loses a reply (the citizen asks again) rather than
+        # sending it twice when Telegram redelivers the update.
+        pressed = update.callback_query.message if update.callback_query else None
+        await self._send(chat.id, replies, pressed if isinstance(pressed, Message) else None)
+
+    async def _send(self, chat_id: int, replies: list[Reply], pressed: Message | None) -> None:
+        bot = self.bot
+        for reply in replies:
+            markup = keyboard(reply)
+            try:
+                if reply.edit and pressed is not None and len(reply.text) <= 4096:
+                    try:
+                        await pressed.edit_text(reply.text, parse_mode=ParseMode.HTML, reply_markup=markup)
+                    except BadRequest as exc:
+                        if "not modified" not in exc.message.lower():
+                            raise
+                    continue
+                chunks = split_text(reply.text)
+                for i, chunk in enumerate(chunks):
+                    await bot.send_message(
+                        chat_id,
+                        chunk,
+                        parse_mode=ParseMode.HTML,
+                        reply_markup=markup if i == len(chunks) - 1 else None,
+                    )
+            except Forbidden:
+                log.info("send.blocked", chat=chat_id)
+                await self._mark_inactive(chat_id)
+                return
+
+    async def _mark_inactive(self, chat_id: int) -> None:
+        async with unit_of_work(self.sessions) as session:
+            user = await session.get(User, chat_id)
+            if user is not None:
+                user.active = False
+
+
+def _is_en(language_code: str | None) -> bool:
+    return bool(language_code) and str(language_code).lower().startswith("en")

@@ -1,0 +1,50 @@
+"""Core tables: citizens (by Telegram id only) and processed updates. Capabilities add theirs in store/models_*.py."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from store.base import Base, utcnow
+
+
+class User(Base):
+    """A citizen or staff member as Telegram knows them. No ID-card or phone number is ever stored here."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)  # Telegram user id
+    chat_id: Mapped[int] = mapped_column(BigInteger)
+    lang: Mapped[str] = mapped_column(String(2), default="vi")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)  # False once Telegram says 403 (blocked)
+    fallbacks_in_row: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class ProcessedUpdate(Base):
+    """Telegram update ids already handled, so a redelivered update is not answered twice."""
+
+    __tablename__ = "processed_updates"
+
+    update_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    handled_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+
+
+class NluReview(Base):
+    """Messages the NLU fell back on or was unsure of, PII-redacted, for maintainers to label (purged by age)."""
+
+    __tablename__ = "nlu_review"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("users.id", ondelete="CASCADE"), index=True, nullable=True
+    )
+    text: Mapped[str] = mapped_column(String(1000))
+    intent: Mapped[str | None] = mapped_column(String(64))
+    confidence: Mapped[float] = mapped_column(Float, default=0.0)
+    ranking: Mapped[str] = mapped_column(Text, default="[]")  # JSON list of [intent, confidence]
+    reason: Mapped[str] = mapped_column(String(32))  # fallback | ambiguous | feedback
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
