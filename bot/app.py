@@ -9,7 +9,7 @@ import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-from telegram import BotCommand
+from telegram import BotCommand, Update
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder
 from telegram.request import HTTPXRequest
 
@@ -125,3 +125,24 @@ def build_application(settings: Settings, content: Content | None = None) -> tup
         .post_shutdown(post_shutdown)
     )
     return builder.build(), runtime
+
+
+async def start_in_loop(app: Application, poll_timeout: int = 1) -> None:
+    """Start polling inside the caller's event loop (tests, benchmarks); `run_polling` owns its loop instead."""
+    await app.initialize()
+    if app.post_init is not None:
+        await app.post_init(app)
+    await app.start()
+    assert app.updater is not None
+    await app.updater.start_polling(poll_interval=0.0, timeout=poll_timeout, allowed_updates=Update.ALL_TYPES)
+
+
+async def stop_in_loop(app: Application) -> None:
+    assert app.updater is not None
+    if app.updater.running:
+        await app.updater.stop()
+    if app.running:
+        await app.stop()
+    await app.shutdown()
+    if app.post_shutdown is not None:
+        await app.post_shutdown(app)

@@ -9,7 +9,7 @@ _ID = re.compile(r"(?<![\d.\-/])(?:\d[ .]?){11}\d(?![\d\-/])|(?<![\d.\-/])\d{9}(
 # Vietnamese mobile numbers: 0xx / +84xx / 84xx followed by the subscriber digits, spaces or dots allowed.
 _PHONE = re.compile(r"(?<![\d\w])(?:\+?84|0)[ .]?[35789](?:[ .]?\d){8}(?!\d)")
 # Telegram bot tokens (in URLs httpx would log) and bearer tokens.
-_TOKEN = re.compile(r"\b\d{6,12}:[A-Za-z0-9_-]{20,}\b|(?i:bearer)\s+[A-Za-z0-9._~+/-]+=*")
+_TOKEN = re.compile(r"(?<!\d)\d{6,12}:[A-Za-z0-9_-]{20,}|(?i:bearer)\s+[A-Za-z0-9._~+/-]+=*")
 
 
 def redact(text: str) -> str:

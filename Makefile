@@ -1,0 +1,69 @@
+# The two commands a newcomer needs: `make run` and `make test`. Everything else is for maintainers.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PY        := .venv/bin/python
+RASA_PY   := .rasa-venv/bin/python
+CACHE     ?= $(HOME)/.cache/citizen-assistant
+RASA_ENV  := PYTHONPATH=$(CURDIR) TF_CPP_MIN_LOG_LEVEL=2 SQLALCHEMY_SILENCE_UBER_WARNING=1 RASA_TELEMETRY_ENABLED=false
+SRC       := actions bot core nlu portal sandbox store tools tests benchmarks
+
+.PHONY: help env model run test lint typecheck pytest test-long bench \
+        nlu-train nlu-test nlu-validate nlu-parse nlu-review nlu-reload
+
+help:
+	@echo "make run      start the assistant (local sandbox without TELEGRAM_BOT_TOKEN, real Telegram with it)"
+	@echo "make test     set up what is missing, then lint, type-check and run the whole test suite"
+	@echo "make bench    run the benchmarks (figures in benchmarks/results.json, docs/benchmarks.md)"
+	@echo "make nlu-train | nlu-test | nlu-validate | nlu-parse | nlu-review | nlu-reload   (maintainers)"
+
+# Environments: cached outside the repo, keyed by the lock files' hash; a no-op when nothing changed.
+env:
+	@python3 tools/envs.py bot
+	@python3 tools/envs.py rasa
+
+# The NLU model: retrained only when data/nlu, config.yml, domain.yml or nlu/components change.
+model nlu-train: env
+	@$(RASA_ENV) $(RASA_PY) nlu/tools/train.py --cache-dir $(CACHE)/models
+
+run: env model
+	@$(PY) -m tools.run
+
+test: env model lint typecheck pytest
+
+lint: env
+	@echo "[test] ruff"
+	@$(PY) -m ruff check $(SRC)
+	@$(PY) -m ruff format --check $(SRC)
+
+typecheck: env
+	@echo "[test] mypy"
+	@$(PY) -m mypy $(SRC)
+
+pytest: env model nlu-validate
+	@echo "[test] pytest (SQLite$${TEST_DATABASE_URL:+ and PostgreSQL})"
+	@$(PY) -m pytest -q -p no:cacheprovider
+
+test-long: env model
+	@$(PY) -m pytest -q -p no:cacheprovider -m slow --run-slow tests/soak
+
+nlu-validate: env
+	@$(RASA_ENV) .rasa-venv/bin/rasa data validate --data data/nlu --domain domain.yml --fail-on-warnings
+
+nlu-test: env model
+	@$(RASA_ENV) $(RASA_PY) nlu/tools/evaluate.py
+
+nlu-parse: env model
+	@$(RASA_ENV) $(RASA_PY) nlu/tools/parse.py
+
+nlu-review: env
+	@$(RASA_ENV) $(RASA_PY) nlu/tools/review.py
+
+nlu-reload: env model
+	@$(RASA_ENV) $(RASA_PY) nlu/tools/reload.py
+
+bench: env model
+	@$(PY) -m benchmarks.run
+
+bench-%: env model
+	@$(PY) -m benchmarks.run $*

@@ -1,0 +1,37 @@
+"""The outbound port: how background work (reminders, dossier notices, broadcasts) sends to a citizen."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from actions.types import Reply
+
+
+class SendError(Exception):
+    """A message could not be delivered."""
+
+
+class Blocked(SendError):
+    """The citizen blocked the bot or the chat no longer exists: stop sending to them (mark inactive)."""
+
+
+class RetryLater(SendError):
+    """Throttled (429) or a transient failure (5xx, timeout): try again after `after_s` seconds."""
+
+    def __init__(self, after_s: float, reason: str = "") -> None:
+        super().__init__(reason or f"retry after {after_s}s")
+        self.after_s = after_s
+
+
+class Migrated(SendError):
+    """The group became a supergroup: resend to `new_chat_id`."""
+
+    def __init__(self, new_chat_id: int) -> None:
+        super().__init__(f"migrated to {new_chat_id}")
+        self.new_chat_id = new_chat_id
+
+
+class Sender(Protocol):
+    async def send(self, chat_id: int, reply: Reply, *, paid: bool = False) -> int:
+        """Send one message; returns its message id. Raises Blocked, RetryLater, Migrated or SendError."""
+        ...

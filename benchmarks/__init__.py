@@ -1,0 +1,1 @@
+"""Benchmarks run by `make bench` against the sandbox; figures go to benchmarks/results.json."""
