@@ -139,14 +139,14 @@ class Assistant:
     async def on_understood(self, inc: Incoming, ctx: Context) -> list[Reply]:
         nlu = inc.nlu
         assert nlu is not None
-        threshold = ctx.settings.nlu_fallback_threshold
-        if nlu.intent is None or nlu.intent == FALLBACK_INTENT or nlu.confidence < threshold:
-            return await self._fallback(inc, ctx, nlu)
         close = self._close_alternatives(nlu, ctx)
-        if close:
+        if close:  # never guess silently between two readings
             await self._review(inc, ctx, nlu, "ambiguous")
             rows = tuple((Button(ctx.t(f"common.intent_label_{i}"), callbacks.encode("c_pick", i)),) for i in close)
             return [Reply(ctx.t("common.did_you_mean"), (*rows, (self._menu_button(ctx),)))]
+        threshold = ctx.settings.nlu_fallback_threshold
+        if nlu.intent is None or nlu.intent == FALLBACK_INTENT or nlu.confidence < threshold:
+            return await self._fallback(inc, ctx, nlu)
         ctx.user.fallbacks_in_row = 0
         return await self.dispatch(nlu.intent, inc, ctx)
 
@@ -167,9 +167,24 @@ class Assistant:
             return [await self.menu(ctx, "common.stale_button")]
         return await cap.on_callback(inc, ctx)
 
-    async def on_unsupported(self, ctx: Context) -> list[Reply]:
-        """A sticker, photo, voice note, location or contact where text was expected."""
+    async def on_media(self, inc: Incoming, ctx: Context) -> list[Reply]:
+        """A photo, sticker, voice note, location or contact. A capability waiting for a photo (a broadcast being
+        composed) or relaying messages (an open handover ticket) takes it; otherwise the citizen is told."""
+        for cap in self.capabilities:
+            wants = getattr(cap, "wants_media", None)
+            if wants is not None and await _maybe_await(wants(inc, ctx)):
+                replies: list[Reply] = await cap.on_media(inc, ctx)  # type: ignore[attr-defined]
+                return replies
         return [await self.menu(ctx, "common.not_text")]
+
+    async def on_staff_group(self, inc: Incoming, ctx: Context) -> list[Reply]:
+        """A message in the staff group that is not a command: handed to the capability that relays tickets."""
+        for cap in self.capabilities:
+            handler = getattr(cap, "on_staff_group", None)
+            if handler is not None:
+                replies: list[Reply] = await handler(inc, ctx)
+                return replies
+        return []
 
     # ---- internals ---------------------------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ class Reply:
     text: str
     buttons: tuple[tuple[Button, ...], ...] = ()
     edit: bool = False
+    photo: str | None = None  # a Telegram file_id or an https URL; `text` is then the caption (<= 1024 chars)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +66,11 @@ class Incoming:
     callback: tuple[str, tuple[str, ...]] | None = None
     nlu: Understanding | None = None
     update_id: int | None = None
+    chat_type: str = "private"  # private | group | supergroup | channel
+    message_id: int | None = None
+    reply_to: int | None = None  # id of the message this one replies to (staff replying to a ticket post)
+    photo: str | None = None  # file_id of the largest size, when the message is a photo
+    kind: str = "text"  # text | command | callback | photo | sticker | voice | location | contact | other
 
 
 @dataclass(slots=True)

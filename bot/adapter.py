@@ -66,10 +66,7 @@ class TelegramAdapter:
         await self._handle(update, self.assistant.on_text, text=msg.text or "")
 
     async def on_other(self, update: Update, _: ContextTypes.DEFAULT_TYPE) -> None:
-        async def work(_inc: Incoming, ctx: Context) -> list[Reply]:
-            return await self.assistant.on_unsupported(ctx)
-
-        await self._handle(update, work)
+        await self._handle(update, self.assistant.on_media)
 
     async def on_callback(self, update: Update, _: ContextTypes.DEFAULT_TYPE) -> None:
         query = update.callback_query
@@ -106,8 +103,11 @@ class TelegramAdapter:
         chat, tg_user = update.effective_chat, update.effective_user
         if chat is None or tg_user is None or tg_user.is_bot:
             return
-        if chat.type != ChatType.PRIVATE and not self.settings.answer_in_groups:
+        staff_group = chat.id == self.settings.staff_chat_id
+        if chat.type != ChatType.PRIVATE and not (staff_group or self.settings.answer_in_groups):
             return
+        if staff_group and callback is None and not (text or "").startswith("/"):
+            work = self.assistant.on_staff_group  # staff talking in their group: replies to ticket posts
         verdict = self.flood.check(tg_user.id)
         if verdict != "ok":
             if verdict == "warn":
@@ -123,19 +123,26 @@ class TelegramAdapter:
             session.add(ProcessedUpdate(update_id=update.update_id, handled_at=now))
             user = await session.get(User, tg_user.id)
             if user is None:
-                user = User(id=tg_user.id, chat_id=chat.id, lang="en" if _is_en(tg_user.language_code) else "vi")
+                lang = "en" if _is_en(tg_user.language_code) else "vi"
+                user = User(id=tg_user.id, chat_id=tg_user.id, lang=lang)
                 session.add(user)
             user.last_seen_at = now
             user.active = True
             ctx = Context(self.content, self.settings, session, user, now, self.services)
+            msg = update.message
             inc = Incoming(
                 user_id=tg_user.id,
                 chat_id=chat.id,
                 lang=user.lang,
                 display_name=tg_user.first_name or "",
-                text=text,
+                text=text if text is not None else (msg.caption if msg else None),
                 callback=callback,
                 update_id=update.update_id,
+                chat_type=chat.type,
+                message_id=msg.message_id if msg else None,
+                reply_to=msg.reply_to_message.message_id if msg and msg.reply_to_message else None,
+                photo=msg.photo[-1].file_id if msg and msg.photo else None,
+                kind=_kind(update),
             )
             replies = await work(inc, ctx)
         # Committed first, then sent: a crash between the two loses a reply (the citizen asks again) rather than
@@ -155,6 +162,11 @@ class TelegramAdapter:
                         if "not modified" not in exc.message.lower():
                             raise
                     continue
+                if reply.photo:
+                    await bot.send_photo(
+                        chat_id, reply.photo, caption=reply.text or None, parse_mode=ParseMode.HTML, reply_markup=markup
+                    )
+                    continue
                 chunks = split_text(reply.text)
                 for i, chunk in enumerate(chunks):
                     await bot.send_message(
@@ -173,6 +185,20 @@ class TelegramAdapter:
             user = await session.get(User, chat_id)
             if user is not None:
                 user.active = False
+
+
+def _kind(update: Update) -> str:
+    if update.callback_query is not None:
+        return "callback"
+    msg = update.message
+    if msg is None:
+        return "other"
+    if msg.text is not None:
+        return "command" if msg.text.startswith("/") else "text"
+    for kind in ("photo", "sticker", "voice", "location", "contact", "video", "document", "audio"):
+        if getattr(msg, kind, None):
+            return kind
+    return "other"
 
 
 def _is_en(language_code: str | None) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import structlog
@@ -18,6 +19,7 @@ from actions.content import Content
 from actions.router import Assistant
 from bot.adapter import TelegramAdapter
 from bot.processor import PerChatUpdateProcessor
+from bot.sender import TelegramSender
 from core.flood import FloodGuard
 from core.settings import Settings
 from nlu.client import NluClient, NluUnavailable
@@ -60,7 +62,14 @@ def build_capabilities(runtime_services: dict[str, object]) -> list[Capability]:
     return []
 
 
-def build_application(settings: Settings, content: Content | None = None) -> tuple[Application, Runtime]:
+CapabilityFactory = Callable[[dict[str, object]], list[Capability]]
+
+
+def build_application(
+    settings: Settings,
+    content: Content | None = None,
+    capabilities: CapabilityFactory | None = None,
+) -> tuple[Application, Runtime]:
     if settings.telegram_bot_token is None:
         raise ValueError("TELEGRAM_BOT_TOKEN is not set")
     content = content or Content.load()
@@ -72,7 +81,7 @@ def build_application(settings: Settings, content: Content | None = None) -> tup
         read_timeout=settings.nlu_read_timeout_s,
     )
     services: dict[str, object] = {}
-    assistant = Assistant(nlu, build_capabilities(services), unavailable=(NluUnavailable,))
+    assistant = Assistant(nlu, (capabilities or build_capabilities)(services), unavailable=(NluUnavailable,))
     runtime = Runtime(
         settings=settings,
         content=content,
@@ -86,6 +95,8 @@ def build_application(settings: Settings, content: Content | None = None) -> tup
 
     async def post_init(app: Application) -> None:
         await migrate(settings.database_url)
+        services["sender"] = TelegramSender(app.bot)
+        services["bot_username"] = app.bot.username
         runtime.adapter = TelegramAdapter(
             settings=settings,
             content=content,

@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     nlu_read_timeout_s: float = 2.0
     nlu_fallback_threshold: float = 0.55
     nlu_ambiguity_threshold: float = 0.12
+    nlu_ambiguity_floor: float = 0.25  # below this even the best reading is noise: fall back instead of asking
 
     # Provincial portal
     portal_base_url: str = "http://127.0.0.1:8082"

@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, create_engine, make_url, text
 from sqlalchemy.pool import NullPool
+from telegram.ext import Application
 
+from bot.app import Runtime, build_application, start_in_loop, stop_in_loop
+from core.settings import Settings
 from nlu.server import RasaServer, RasaStartError, start_rasa
+from sandbox.telegram.client import SandboxClient
+from sandbox.telegram.server import TelegramEmulator
 
 RASA_TOKEN = "test-rasa-token"
 PG_ENV = "TEST_DATABASE_URL"
@@ -49,7 +54,7 @@ def pg_url() -> Iterator[str]:
     try:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # noqa: BLE001 - any failure to reach the server means: skip, with the reason
+    except Exception as exc:
         pytest.skip(f"PostgreSQL at {PG_ENV} is not reachable: {exc}")
     yield make_url(base).set(database=name).render_as_string(hide_password=False)
     with admin.connect() as conn:
@@ -83,3 +88,76 @@ def rasa() -> Iterator[RasaServer]:
         pytest.fail(f"cannot start the Rasa server: {exc} (make test trains the model first)")
     yield server
     server.stop()
+
+
+# ---- the Telegram emulator and the real bot --------------------------------------------------------------
+
+BOT_TOKEN = "123456:TEST-test-test-test-test-test"
+
+
+@pytest.fixture(scope="session")
+async def tg() -> AsyncIterator[tuple[TelegramEmulator, str]]:
+    """The Telegram Bot API emulator, a real HTTP server on a free port, for the whole session."""
+    emulator = TelegramEmulator(tokens=[BOT_TOKEN])
+    url = await emulator.start("127.0.0.1", 0)
+    yield emulator, url
+    await emulator.stop()
+
+
+@pytest.fixture
+async def sandbox(tg: tuple[TelegramEmulator, str]) -> AsyncIterator[SandboxClient]:
+    """A control client on a freshly reset emulator (no users, no messages, default rates, no faults)."""
+    client = SandboxClient(tg[1])
+    await client.reset()
+    yield client
+    await client.aclose()
+
+
+def bot_settings(tg_url: str, db_url: str, rasa_url: str = "http://127.0.0.1:9", **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "telegram_bot_token": BOT_TOKEN,
+        "telegram_base_url": f"{tg_url}/bot",
+        "database_url": db_url,
+        "rasa_url": rasa_url,
+        "rasa_token": RASA_TOKEN,
+        "webhook_url": None,
+        "admin_ids": [],
+        "staff_chat_id": None,
+        **overrides,
+    }
+    return Settings.model_validate(values)
+
+
+class BotRunner:
+    """Starts the real PTB Application (polling the emulator over HTTP) and stops it at teardown."""
+
+    def __init__(self, tg_url: str) -> None:
+        self.tg_url = tg_url
+        self.running: list[tuple[Application, Runtime]] = []
+
+    async def start(
+        self, db_url: str, *, rasa_url: str = "http://127.0.0.1:9", capabilities: object = None, **overrides: object
+    ) -> Runtime:
+        settings = bot_settings(self.tg_url, db_url, rasa_url, **overrides)
+        app, runtime = build_application(settings, capabilities=capabilities)  # type: ignore[arg-type]
+        await start_in_loop(app)
+        self.running.append((app, runtime))
+        return runtime
+
+    async def stop(self, runtime: Runtime) -> None:
+        for i, (app, rt) in enumerate(self.running):
+            if rt is runtime:
+                await stop_in_loop(app)
+                del self.running[i]
+                return
+
+    async def stop_all(self) -> None:
+        while self.running:
+            await self.stop(self.running[-1][1])
+
+
+@pytest.fixture
+async def bots(tg: tuple[TelegramEmulator, str]) -> AsyncIterator[BotRunner]:
+    runner = BotRunner(tg[1])
+    yield runner
+    await runner.stop_all()

@@ -1,4 +1,4 @@
-"""The launcher behind `make run`: Rasa + the bot, and — without TELEGRAM_BOT_TOKEN — the sandbox and a terminal chat."""
+"""The launcher behind `make run`: Rasa and the bot, plus the sandbox and a terminal chat when no token is set."""
 
 from __future__ import annotations
 
@@ -14,10 +14,16 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
+from prompt_toolkit import PromptSession
+from prompt_toolkit.patch_stdout import patch_stdout
+
 from core.settings import ROOT, load_settings
 from nlu.server import RasaServer, start_rasa
+from sandbox.portal.server import PortalEmulator
+from sandbox.telegram.client import SandboxClient, SandboxTimeout, SimMessage, SimUser
+from sandbox.telegram.server import TelegramEmulator
 
-SANDBOX_TOKEN = "123456:SANDBOX-sandbox-sandbox-sandbox"
+SANDBOX_TOKEN = "123456:SANDBOX-sandbox-sandbox-sandbox"  # noqa: S105 (the emulator accepts any token)
 LOG_DIR = ROOT / "var" / "log"
 HELP = (
     "Type a message as a citizen. Buttons are numbered: type the number to press one.\n"
@@ -72,25 +78,34 @@ def _plain(text: str) -> str:
     return html.unescape(re.sub(r"<[^>]+>", "", text))
 
 
+async def collect(user: SimUser) -> list[SimMessage]:
+    """The bot's answer: the first message within 15 s, then whatever follows it closely (a menu after a text)."""
+    try:
+        got = await user.wait_for(count=1, timeout=15)
+    except SandboxTimeout:
+        print("(no answer within 15 s — see var/log/bot.log)")
+        return []
+    while True:
+        try:
+            got += await user.wait_for(count=1, timeout=0.5)
+        except SandboxTimeout as more:
+            return got + list(more.received)
+
+
 async def chat(telegram_url: str) -> None:
-    from prompt_toolkit import PromptSession
-    from prompt_toolkit.patch_stdout import patch_stdout
-
-    from sandbox.telegram.client import SandboxClient
-
     client = SandboxClient(telegram_url)
     names = ["An", "Bình", "Chi", "Dũng", "Emily", "Phương", "Giang", "Hà", "Khoa"]
-    users = {}
+    users: dict[int, SimUser] = {}
     for i, name in enumerate(names, start=1):
         users[i] = await client.user(1000 + i, first_name=name, language_code="en" if name == "Emily" else "vi")
     current = 1
-    last_buttons: list[tuple[object, int, int]] = []
+    last_buttons: list[tuple[SimMessage, int, int]] = []
 
-    def show(messages: list) -> None:  # type: ignore[type-arg]
+    def show(messages: list[SimMessage]) -> None:
         last_buttons.clear()
         for m in messages:
-            prefix = "✎ " if getattr(m, "edited", False) else ""
-            print(f"\n🤖 {prefix}{_plain(m.text or getattr(m, 'caption', '') or '')}")
+            prefix = "✎ " if m.edited else ""
+            print(f"\n🤖 {prefix}{_plain(m.body)}")
             for r, row in enumerate(m.buttons or []):
                 cells = []
                 for c, (label, _data) in enumerate(row):
@@ -133,17 +148,11 @@ async def chat(telegram_url: str) -> None:
                 await user.command(name, arg)
             else:
                 await user.send(line)
-            try:
-                show(await user.wait_for(count=1, timeout=15, settle=0.4))
-            except TimeoutError:
-                print("(no answer within 15 s — see var/log/bot.log)")
+            show(await collect(user))
     await client.aclose()
 
 
-async def sandbox_services() -> tuple[object, str, object, str]:
-    from sandbox.portal.server import PortalEmulator
-    from sandbox.telegram.server import TelegramEmulator
-
+async def sandbox_services() -> tuple[TelegramEmulator, str, PortalEmulator, str]:
     telegram = TelegramEmulator(tokens=[SANDBOX_TOKEN])
     telegram_url = await telegram.start("127.0.0.1", 0)
     portal = PortalEmulator()
@@ -173,8 +182,8 @@ async def run_sandbox_async(rasa_url: str, rasa_token: str) -> None:
         await chat(telegram_url)
     finally:
         stop(bot)
-        await portal.stop()  # type: ignore[attr-defined]
-        await telegram.stop()  # type: ignore[attr-defined]
+        await portal.stop()
+        await telegram.stop()
 
 
 def main() -> int:
