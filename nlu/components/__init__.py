@@ -1,0 +1,1 @@
+"""Custom Rasa components for Vietnamese text: diacritic folding and folded lookup entity extraction."""

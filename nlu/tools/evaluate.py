@@ -1,0 +1,267 @@
+"""Evaluate the NLU: 5-fold cross-validation on data/nlu and the held-out set, against the project's targets.
+
+Usage (repo root, Rasa env):  python -m nlu.tools.evaluate [--quick] [--model PATH] [--config config.yml]
+  --quick       held-out set only (no cross-validation), on the given or latest model
+  --latency     also start a loopback server on the model and measure parse p50/p99 and RSS
+  --json PATH   where to write the summary (default var/nlu/evaluation.json)
+  --confusion PATH  write the cross-validation confusion matrix image (e.g. docs/nlu-confusion.png)
+Exit status: 0 when every measured figure meets its target, 1 otherwise, 2 when there is no model.
+"""
+
+# ruff: noqa: PLC0415 - Rasa, TensorFlow and the database drivers are imported where used: importing them
+# costs seconds, and the bot environment (tests, linters) has none of them.
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from nlu.tools.common import (
+    CONFIG,
+    DATA,
+    DOMAIN,
+    HELDOUT,
+    ROOT,
+    TARGETS,
+    Example,
+    Parser,
+    latest_model,
+    load_examples,
+    quiet_rasa,
+    rasa_bin,
+    score,
+    training_synonyms,
+)
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def train_to(config: Path, nlu: Path, out: Path, name: str) -> tuple[Path, float]:
+    """`rasa train nlu` in a subprocess (as maintainers run it); returns the model and wall seconds."""
+    quiet_rasa()
+    out.mkdir(parents=True, exist_ok=True)
+    cmd = [
+        rasa_bin(), "train", "nlu", "--config", str(config), "--nlu", str(nlu), "--domain", str(DOMAIN),
+        "--out", str(out), "--fixed-model-name", name, "--quiet",
+    ]  # fmt: skip
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - t0
+    model = out / f"{name}.tar.gz"
+    if proc.returncode != 0 or not model.exists():
+        raise RuntimeError(f"training failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return model, seconds
+
+
+def heldout(model: Path, path: Path = HELDOUT) -> dict[str, Any]:
+    """Score a trained model on the held-out file, parsing in-process."""
+    examples = load_examples(path, training_synonyms())
+    parser = Parser(model)
+    try:
+        results = [parser.parse(ex.text) for ex in examples]
+    finally:
+        parser.close()
+    return score(examples, results)
+
+
+def cross_validate(config: Path, folds: int = 5, seed: int = 42) -> dict[str, Any]:
+    """Stratified k-fold on data/nlu: train on k-1 folds with `config`, parse the held fold, pool the results."""
+    quiet_rasa()
+    from rasa.shared.nlu.training_data.loading import load_data  # type: ignore[import-not-found,unused-ignore]
+    from rasa.shared.nlu.training_data.training_data import TrainingData  # type: ignore[import-not-found,unused-ignore]
+    from sklearn.model_selection import StratifiedKFold  # type: ignore[import-not-found,unused-ignore]
+
+    data = load_data(str(DATA))
+    messages = list(data.intent_examples)
+    labels = [m.get("intent") for m in messages]
+    synonyms = dict(data.entity_synonyms)
+    all_examples = load_examples(DATA)
+    by_text = {(e.text, e.intent): e for e in all_examples}
+    pooled_examples: list[Example] = []
+    pooled_results: list[dict[str, Any]] = []
+    train_seconds = []
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    with tempfile.TemporaryDirectory(prefix="nlu-cv-") as tmp:
+        for k, (train_idx, test_idx) in enumerate(splitter.split(messages, labels), start=1):
+            fold_data = TrainingData(
+                training_examples=[messages[i] for i in train_idx],
+                entity_synonyms=synonyms,
+                regex_features=data.regex_features,
+                lookup_tables=data.lookup_tables,
+            )
+            fold_file = Path(tmp) / f"fold{k}.yml"
+            fold_file.write_text(fold_data.nlu_as_yaml(), encoding="utf-8")
+            log(f"cv: fold {k}/{folds}: training on {len(train_idx)} examples")
+            model, seconds = train_to(config, fold_file, Path(tmp) / "models", f"fold{k}")
+            train_seconds.append(seconds)
+            parser = Parser(model)
+            try:
+                for i in test_idx:
+                    msg = messages[i]
+                    pooled_examples.append(by_text[(msg.get("text"), msg.get("intent"))])
+                    pooled_results.append(parser.parse(msg.get("text")))
+            finally:
+                parser.close()
+    result = score(pooled_examples, pooled_results)
+    result["fold_train_seconds"] = [round(s, 1) for s in train_seconds]
+    return result
+
+
+def confusion_png(gold: list[str], pred: list[str], path: Path, title: str) -> None:
+    import matplotlib  # type: ignore[import-not-found,unused-ignore]
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # type: ignore[import-not-found,unused-ignore]
+    from sklearn.metrics import confusion_matrix  # type: ignore[import-not-found,unused-ignore]
+
+    labels = sorted(set(gold) | set(pred))
+    matrix = confusion_matrix(gold, pred, labels=labels)
+    fig, ax = plt.subplots(figsize=(13, 11))
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels=labels, rotation=90, fontsize=8)
+    ax.set_yticks(range(len(labels)), labels=labels, fontsize=8)
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            if matrix[i, j]:
+                colour = "white" if matrix[i, j] > matrix.max() / 2 else "black"
+                ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=7, color=colour)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def threshold_table(
+    result: dict[str, Any], steps: tuple[float, ...] = (0.2, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6)
+) -> list[dict[str, float]]:
+    """What a FallbackClassifier threshold would do on these predictions (raw classifier output).
+
+    accuracy: right answers that pass the threshold / all messages (a fallback counts as a miss);
+    wrong_accepted: share of messages answered with a wrong intent; fallback: share sent to fallback.
+    """
+    rows = []
+    triples = list(zip(result["_gold"], result["_raw"], result["_confidence"], strict=True))
+    for t in steps:
+        kept = [(g, p) for g, p, c in triples if c >= t]
+        rows.append(
+            {
+                "threshold": t,
+                "accuracy": round(sum(g == p for g, p in kept) / len(triples), 4),
+                "wrong_accepted": round(sum(g != p for g, p in kept) / len(triples), 4),
+                "fallback": round(1 - len(kept) / len(triples), 4),
+            }
+        )
+    return rows
+
+
+def check_targets(summary: dict[str, Any]) -> list[tuple[str, float, str, bool]]:
+    """(figure, value, target text, met) for every target whose figure was measured."""
+    rows = []
+    acc = summary.get("nlu_heldout_accuracy")
+    if acc is not None:
+        rows.append(("held-out intent accuracy", acc, f">= {TARGETS['heldout_accuracy_min']}",
+                     acc >= TARGETS["heldout_accuracy_min"]))  # fmt: skip
+        gap = summary["nlu_heldout_accuracy_accented"] - summary["nlu_heldout_accuracy_unaccented"]
+        rows.append(("accented - unaccented accuracy", gap, f"<= {TARGETS['unaccented_gap_max']}",
+                     gap <= TARGETS["unaccented_gap_max"]))  # fmt: skip
+    for key, label, target in (
+        ("nlu_parse_p50_ms", "parse p50 ms", "parse_p50_ms_max"),
+        ("nlu_parse_p99_ms", "parse p99 ms", "parse_p99_ms_max"),
+        ("nlu_server_rss_mb", "server RSS MB", "server_rss_mb_max"),
+        ("nlu_train_seconds", "training seconds", "train_seconds_max"),
+    ):
+        if summary.get(key) is not None:
+            rows.append((label, summary[key], f"<= {TARGETS[target]}", summary[key] <= TARGETS[target]))
+    return rows
+
+
+def clean(result: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in result.items() if not k.startswith("_")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="held-out set only")
+    ap.add_argument("--model", type=Path, help="model to score (default: the latest in models/)")
+    ap.add_argument("--config", type=Path, default=CONFIG, help="pipeline for cross-validation")
+    ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--latency", action="store_true", help="measure parse latency/RSS through the HTTP API")
+    ap.add_argument("--json", type=Path, default=ROOT / "var" / "nlu" / "evaluation.json")
+    ap.add_argument("--confusion", type=Path, help="write the CV confusion matrix PNG here")
+    ap.add_argument("--min-accuracy", type=float, default=TARGETS["heldout_accuracy_min"])
+    args = ap.parse_args(argv)
+    TARGETS["heldout_accuracy_min"] = args.min_accuracy
+    quiet_rasa()
+
+    model = args.model or latest_model()
+    if model is None or not model.exists():
+        log("no model: run `python -m nlu.tools.train` first")
+        return 2
+    summary: dict[str, Any] = {"model": str(model)}
+    log(f"held-out: scoring {model}")
+    ho = heldout(model)
+    summary.update(
+        nlu_heldout_n=ho["n"],
+        nlu_heldout_accuracy=round(ho["accuracy"], 4),
+        nlu_heldout_accuracy_accented=round(ho["accuracy_accented"], 4),
+        nlu_heldout_accuracy_unaccented=round(ho["accuracy_unaccented"], 4),
+        nlu_heldout_raw_accuracy=round(ho["raw_accuracy"], 4),
+        nlu_heldout_fallback_rate=round(ho["fallback_rate"], 4),
+        nlu_heldout_macro_f1=round(ho["macro_f1"], 4),
+        nlu_heldout_entity_f1=round(ho["entity_f1"], 4),
+        nlu_heldout_entity_f1_by_type=ho["entity_f1_by_type"],
+        heldout_threshold_table=threshold_table(ho),
+        heldout_errors=ho["errors"],
+    )
+    if not args.quick:
+        log(f"cross-validation: {args.folds} folds with {args.config}")
+        cv = cross_validate(args.config, args.folds)
+        summary.update(
+            nlu_cv_macro_f1=round(cv["macro_f1"], 4),
+            nlu_cv_accuracy=round(cv["accuracy"], 4),
+            nlu_cv_entity_f1=round(cv["entity_f1"], 4),
+            nlu_cv_entity_f1_by_type=cv["entity_f1_by_type"],
+            cv_fold_train_seconds=cv["fold_train_seconds"],
+            cv_errors=cv["errors"],
+        )
+        if args.confusion:
+            confusion_png(cv["_gold"], cv["_raw"], args.confusion,
+                          f"{args.folds}-fold CV confusion (macro F1 {cv['raw_macro_f1']:.3f})")  # fmt: skip
+            log(f"confusion matrix: {args.confusion}")
+    if args.latency:
+        from nlu.tools.server import measure_latency, running_server
+
+        texts = [e.text for e in load_examples(HELDOUT)]
+        with running_server(model) as server:
+            figures = measure_latency(server, texts)
+        summary.update({f"nlu_{k}": v for k, v in figures.items()})
+
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8")
+    rows = check_targets(summary)
+    print(f"model: {model}")
+    for key in ("nlu_cv_macro_f1", "nlu_cv_entity_f1", "nlu_heldout_entity_f1", "nlu_heldout_fallback_rate"):
+        if key in summary:
+            print(f"{key:34s} {summary[key]:.4f}")
+    ok = True
+    for label, value, target, met in rows:
+        ok = ok and met and not math.isnan(value)
+        print(f"{label:34s} {value:10.4f}  target {target:10s} {'ok' if met else 'BELOW TARGET'}")
+    print(f"summary: {args.json}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
