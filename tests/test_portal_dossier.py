@@ -1,0 +1,503 @@
+"""The dossier-status capability: what the citizen sees and what the database holds, with the real emulator."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import shutil
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from sqlalchemy import delete, event, func, select
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+
+from actions import callbacks
+from actions.base import Context
+from actions.content import DEFAULT_DIR, Content
+from actions.dossier import (
+    DossierCapability,
+    decode_start_payload,
+    deep_link,
+    encode_start_payload,
+    mask_name,
+    render_change,
+)
+from actions.types import Entity, Incoming, Reply, Understanding
+from core.settings import Settings
+from portal.breaker import CircuitBreaker
+from portal.client import PortalClient
+from portal.poller import DossierPoller
+from sandbox.portal.server import PortalEmulator
+from store.base import Base
+from store.models import User
+from store.models_dossier import DossierFollow, DossierPrompt
+
+PROCESSING = "000.00.12.H22-240101-0003"
+SUPPLEMENT = "H22.38-240615-0001"
+FEE = "000.00.15.H22-240620-0007"
+RETURNED = "000.00.12.H22-240801-0020"
+RECEIVED = "000.00.12.H22-240103-0002"
+BY_STATUS = {
+    1: "000.00.12.H22-240102-0001",
+    2: RECEIVED,
+    3: "000.00.12.H22-240104-0004",
+    4: PROCESSING,
+    5: SUPPLEMENT,
+    6: FEE,
+    7: "000.00.12.H22-240701-0012",
+    8: "000.00.12.H22-240705-0009",
+    9: "38.98.H29-210519-0013",
+    10: RETURNED,
+}
+USER_ID = 42
+NOW = dt.datetime(2026, 3, 2, 1, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture(scope="module")
+def content(tmp_path_factory: pytest.TempPathFactory) -> Content:
+    # Only this capability's file, so another area's work in progress cannot break these tests.
+    directory = tmp_path_factory.mktemp("content")
+    shutil.copy(DEFAULT_DIR / "dossier.yml", directory / "dossier.yml")
+    return Content.load(directory)
+
+
+@pytest.fixture
+async def emu() -> AsyncIterator[PortalEmulator]:
+    emulator = PortalEmulator()
+    await emulator.start("127.0.0.1", 0)
+    yield emulator
+    await emulator.stop()
+
+
+@pytest.fixture
+async def portal(emu: PortalEmulator) -> AsyncIterator[PortalClient]:
+    client = PortalClient(
+        emu.base_url,
+        emu.token_url,
+        "citizen-assistant",
+        "change-me",
+        max_attempts=2,
+        backoff_base_s=0.01,
+        breaker=CircuitBreaker(failure_threshold=2, reset_timeout_s=60),
+    )
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def engine() -> AsyncIterator[AsyncEngine]:
+    engine = create_async_engine("sqlite+aiosqlite:///:memory:")
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _fk(dbapi_conn: Any, _: Any) -> None:  # SQLite enforces ON DELETE CASCADE only when asked
+        dbapi_conn.execute("PRAGMA foreign_keys=ON")
+
+    async with engine.begin() as conn:
+        await conn.run_sync(
+            lambda c: Base.metadata.create_all(
+                c, tables=[Base.metadata.tables[n] for n in ("users", "dossier_follows", "dossier_prompts")]
+            )
+        )
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def ctx(engine: AsyncEngine, content: Content, portal: PortalClient) -> AsyncIterator[Context]:
+    async with async_sessionmaker(engine, expire_on_commit=False)() as session:
+        user = User(id=USER_ID, chat_id=USER_ID, lang="vi")
+        session.add(user)
+        await session.flush()
+        yield Context(
+            content=content,
+            settings=Settings.model_construct(),  # defaults, whatever .env holds
+            session=session,
+            user=user,
+            now=NOW,
+            services={"portal": portal},
+        )
+
+
+@pytest.fixture
+def cap() -> DossierCapability:
+    return DossierCapability(max_follows=3, poll_interval_s=1800)
+
+
+def said(content: Content, key: str, lang: str = "vi", **values: object) -> str:
+    return content.text(f"dossier.{key}", lang, **values)
+
+
+async def ask(cap: DossierCapability, ctx: Context, text: str, entity: str | None = None) -> list[Reply]:
+    entities = (Entity("dossier_code", entity),) if entity is not None else ()
+    inc = Incoming(USER_ID, USER_ID, ctx.lang, text=text, nlu=Understanding("check_status", 0.93, entities))
+    return await cap.on_intent(inc, ctx)
+
+
+async def press(cap: DossierCapability, ctx: Context, data: str) -> list[Reply]:
+    inc = Incoming(USER_ID, USER_ID, ctx.lang, callback=callbacks.decode(data))
+    return await cap.on_callback(inc, ctx)
+
+
+async def type_text(cap: DossierCapability, ctx: Context, text: str) -> list[Reply]:
+    return await cap.on_text(Incoming(USER_ID, USER_ID, ctx.lang, text=text), ctx)
+
+
+def button_data(reply: Reply) -> list[str]:
+    return [b.data for row in reply.buttons for b in row]
+
+
+def button_labels(reply: Reply) -> list[str]:
+    return [b.label for row in reply.buttons for b in row]
+
+
+async def follow_rows(ctx: Context) -> list[DossierFollow]:
+    return list((await ctx.session.scalars(select(DossierFollow).order_by(DossierFollow.id))).all())
+
+
+# ---------------------------------------------------------------------------------------------- lookups
+
+
+async def test_code_in_a_sentence_is_answered_at_once(cap: DossierCapability, ctx: Context) -> None:
+    (reply,) = await ask(cap, ctx, "tra cứu hồ sơ 000.00.12.H22-240101-0003")
+    c = ctx.content
+    assert reply.text.splitlines()[:5] == [
+        said(c, "card_title", code=PROCESSING),
+        said(c, "card_procedure", procedure="Đăng ký thường trú"),
+        said(c, "card_applicant", name="N*** V** A"),
+        said(c, "card_status", status="Đang xử lý"),
+        said(c, "card_next", next=said(c, "next_4")),
+    ]
+    assert "Ngày tiếp nhận: 01/01/2024" in reply.text
+    assert "Ngày hẹn trả kết quả: 10/01/2024" in reply.text
+    assert "Cơ quan giải quyết: Công an phường Hòa Bình" in reply.text
+    assert "Nguyễn Văn An" not in reply.text and "Nguyễn" not in reply.text
+    assert reply.buttons[0][0].label == "🔔 Theo dõi hồ sơ này"
+    assert callbacks.decode(reply.buttons[0][0].data) == ("ds_follow", (PROCESSING,))
+    assert button_labels(reply)[-1] == "🔎 Tra cứu hồ sơ khác"
+
+
+async def test_entity_from_the_nlu_is_normalised(cap: DossierCapability, ctx: Context) -> None:
+    (reply,) = await ask(cap, ctx, "ma ho so h22.38 – 240615 – 0001", entity="h22.38 – 240615 – 0001")
+    assert said(ctx.content, "card_title", code=SUPPLEMENT) in reply.text
+
+
+@pytest.mark.parametrize(("status", "code"), sorted(BY_STATUS.items()))
+@pytest.mark.parametrize("lang", ["vi", "en"])
+async def test_every_status_has_its_label_and_next_step(
+    status: int, code: str, lang: str, cap: DossierCapability, ctx: Context
+) -> None:
+    ctx.user.lang = lang
+    (reply,) = await ask(cap, ctx, code)
+    label = said(ctx.content, f"status_{status}", lang)
+    assert said(ctx.content, "card_status", lang, status=label) in reply.text
+    assert said(ctx.content, f"next_{status}", lang) in reply.text
+    final = status in (3, 7, 8, 10)
+    assert any(d.startswith("ds_follow|") for d in button_data(reply)) is not final  # nothing to follow
+
+
+async def test_what_is_missing_by_when_and_the_fee(cap: DossierCapability, ctx: Context) -> None:
+    (reply,) = await ask(cap, ctx, SUPPLEMENT)
+    lines = reply.text.splitlines()
+    start = lines.index("📎 <b>Cần bổ sung:</b>")
+    assert lines[start + 1 : start + 4] == [
+        "• Giấy tờ chứng minh chỗ ở hợp pháp (hợp đồng thuê nhà)",
+        "• Văn bản đồng ý của chủ hộ",
+        "Hạn bổ sung: <b>25/06/2024</b>",
+    ]
+    (reply,) = await ask(cap, ctx, FEE)
+    assert "💰 <b>Cần nộp: 135.000 đồng</b>" in reply.text
+    assert "(Lệ phí cấp đổi giấy phép lái xe)" in reply.text
+    assert "Hạn nộp: <b>24/06/2024</b>" in reply.text
+    ctx.user.lang = "en"
+    (reply,) = await ask(cap, ctx, FEE)
+    assert "💰 <b>To pay: 135,000 VND</b>" in reply.text
+    assert "Status: <b>Payment requested (fees or other financial obligations)</b>" in reply.text
+
+
+async def test_dates_are_shown_in_vietnam_time(cap: DossierCapability, ctx: Context, emu: PortalEmulator) -> None:
+    d = emu.dossier(PROCESSING)
+    d.received = dt.datetime(2024, 1, 1, 18, 30, tzinfo=dt.UTC)  # 01:30 on 2 January in Vietnam
+    (reply,) = await ask(cap, ctx, PROCESSING)
+    assert "Ngày tiếp nhận: 02/01/2024" in reply.text
+
+
+async def test_portal_text_is_escaped(cap: DossierCapability, ctx: Context, emu: PortalEmulator) -> None:
+    emu.dossier(PROCESSING).procedure = "<b>Đăng ký</b> & <script>"
+    (reply,) = await ask(cap, ctx, PROCESSING)
+    assert "Thủ tục: &lt;b&gt;Đăng ký&lt;/b&gt; &amp; &lt;script&gt;" in reply.text
+
+
+async def test_invalid_code_explains_where_to_find_it(cap: DossierCapability, ctx: Context) -> None:
+    (reply,) = await ask(cap, ctx, "hồ sơ 000.00.12.H22-241399-0003", entity="000.00.12.H22-241399-0003")
+    assert reply.text == said(ctx.content, "invalid_code")
+    assert "Giấy tiếp nhận hồ sơ và hẹn trả kết quả" in reply.text
+    assert "<code>000.00.12.H22-240101-0003</code>" in reply.text
+
+
+async def test_unknown_code_is_answered_politely(cap: DossierCapability, ctx: Context) -> None:
+    code = "000.00.12.H22-240101-9999"
+    (reply,) = await ask(cap, ctx, f"tra cứu {code}")
+    assert reply.text == said(ctx.content, "not_found", code=code)
+    assert button_data(reply) == ["ds_ask"]
+
+
+async def test_portal_down_is_one_quick_message(cap: DossierCapability, ctx: Context, emu: PortalEmulator) -> None:
+    emu.fail(503)
+    (reply,) = await ask(cap, ctx, PROCESSING)
+    assert reply.text == said(ctx.content, "portal_down")
+    assert reply.buttons == ()
+    calls = emu.count("dossiers")
+    started = time.monotonic()
+    (reply,) = await ask(cap, ctx, RECEIVED)
+    assert time.monotonic() - started < 0.1  # the breaker is open: no waiting on a dead portal
+    assert emu.count("dossiers") == calls
+    assert reply.text == said(ctx.content, "portal_down")
+
+
+async def test_malformed_answer_is_a_polite_error(cap: DossierCapability, ctx: Context, emu: PortalEmulator) -> None:
+    emu.malformed(count=1)
+    (reply,) = await ask(cap, ctx, PROCESSING)
+    assert reply.text == said(ctx.content, "portal_error")
+
+
+# ---------------------------------------------------------------------------------------------- waiting for a code
+
+
+async def test_question_without_code_asks_then_the_next_message_answers(cap: DossierCapability, ctx: Context) -> None:
+    (reply,) = await ask(cap, ctx, "hồ sơ của tôi đến đâu rồi")
+    assert reply.text == said(ctx.content, "ask_code")
+    assert await cap.wants_text(ctx)
+    assert await ctx.session.get(DossierPrompt, USER_ID) is not None  # kept in the database, not in memory
+
+    (reply,) = await type_text(cap, ctx, "mã là h22.38 – 240615 – 0001 nhé")
+    assert said(ctx.content, "card_title", code=SUPPLEMENT) in reply.text
+    assert not await cap.wants_text(ctx)
+    assert await ctx.session.get(DossierPrompt, USER_ID) is None
+
+
+async def test_asking_offers_the_followed_dossiers(cap: DossierCapability, ctx: Context) -> None:
+    await press(cap, ctx, callbacks.encode("ds_follow", PROCESSING))
+    await press(cap, ctx, callbacks.encode("ds_follow", SUPPLEMENT))
+    (reply,) = await ask(cap, ctx, "hồ sơ của tôi đến đâu rồi")
+    assert reply.text == f"{said(ctx.content, 'ask_code')}\n\n{said(ctx.content, 'ask_code_followed')}"
+    assert button_data(reply) == [f"ds_pick|{PROCESSING}", f"ds_pick|{SUPPLEMENT}"]
+    assert button_labels(reply) == [f"{PROCESSING} · Đang xử lý", f"{SUPPLEMENT} · Cần bổ sung giấy tờ"]
+    (picked,) = await press(cap, ctx, button_data(reply)[1])
+    assert said(ctx.content, "card_title", code=SUPPLEMENT) in picked.text
+
+
+async def test_while_waiting_a_mistyped_code_is_explained_and_waiting_goes_on(
+    cap: DossierCapability, ctx: Context
+) -> None:
+    await ask(cap, ctx, "kiểm tra hồ sơ")
+    (reply,) = await type_text(cap, ctx, "000.00.12.H22-240101-003")
+    assert reply.text == said(ctx.content, "invalid_code")
+    assert await cap.wants_text(ctx)
+
+
+async def test_while_waiting_another_topic_goes_back_to_the_router(cap: DossierCapability, ctx: Context) -> None:
+    await ask(cap, ctx, "kiểm tra hồ sơ")
+    assert await type_text(cap, ctx, "cách kích hoạt vneid") == []
+    assert not await cap.wants_text(ctx)
+
+
+async def test_waiting_for_a_code_expires(cap: DossierCapability, ctx: Context) -> None:
+    await ask(cap, ctx, "kiểm tra hồ sơ")
+    ctx.now = NOW + dt.timedelta(minutes=11)
+    assert not await cap.wants_text(ctx)
+
+
+async def test_look_up_another_button_asks_for_a_code(cap: DossierCapability, ctx: Context) -> None:
+    (reply,) = await press(cap, ctx, "ds_ask")
+    assert reply.text == said(ctx.content, "ask_code")
+    assert await cap.wants_text(ctx)
+
+
+# ---------------------------------------------------------------------------------------------- following
+
+
+async def test_follow_list_pick_unfollow(ctx: Context) -> None:
+    handed: list[tuple[int, str, list[tuple[str, dt.datetime]]]] = []
+
+    async def on_deadlines(user_id: int, code: str, deadlines: list[tuple[str, dt.datetime]]) -> None:
+        handed.append((user_id, code, deadlines))
+
+    cap = DossierCapability(max_follows=3, on_deadlines=on_deadlines)
+    (reply,) = await press(cap, ctx, callbacks.encode("ds_follow", SUPPLEMENT))
+    assert reply.text == said(ctx.content, "followed", code=SUPPLEMENT)
+    assert button_data(reply) == [f"ds_unfollow|{SUPPLEMENT}"]
+    (row,) = await follow_rows(ctx)
+    assert (row.user_id, row.code, row.last_status) == (USER_ID, SUPPLEMENT, 5)
+    assert row.fingerprint is not None and len(row.fingerprint) == 64
+    assert NOW < row.next_poll_at <= NOW + dt.timedelta(seconds=1800)
+    assert handed == [
+        (
+            USER_ID,
+            SUPPLEMENT,
+            [
+                ("supplement", dt.datetime(2024, 6, 25, 10, 0, tzinfo=dt.UTC)),
+                ("appointment", dt.datetime(2024, 6, 20, 9, 30, tzinfo=dt.UTC)),
+            ],
+        )
+    ]
+
+    (card,) = await ask(cap, ctx, SUPPLEMENT)
+    assert said(ctx.content, "card_following") in card.text
+    assert button_data(card) == [f"ds_unfollow|{SUPPLEMENT}", "ds_list", "ds_ask"]
+    assert "📋 Hồ sơ đang theo dõi (1)" in button_labels(card)
+
+    (listing,) = await press(cap, ctx, "ds_list")
+    assert listing.text == said(ctx.content, "list_title", count=1, limit=3)
+    assert button_data(listing) == [f"ds_pick|{SUPPLEMENT}", "ds_ask"]
+
+    (reply,) = await press(cap, ctx, f"ds_unfollow|{SUPPLEMENT}")
+    assert reply.text == said(ctx.content, "unfollowed", code=SUPPLEMENT)
+    assert await follow_rows(ctx) == []  # the code is not kept once unfollowed
+    assert handed[-1] == (USER_ID, SUPPLEMENT, [])
+    (reply,) = await press(cap, ctx, f"ds_unfollow|{SUPPLEMENT}")
+    assert reply.text == said(ctx.content, "not_following", code=SUPPLEMENT)
+    (listing,) = await press(cap, ctx, "ds_list")
+    assert listing.text == said(ctx.content, "list_empty")
+
+
+async def test_follow_limit_per_citizen(cap: DossierCapability, ctx: Context) -> None:
+    for code in (BY_STATUS[1], BY_STATUS[2], BY_STATUS[4]):
+        (reply,) = await press(cap, ctx, callbacks.encode("ds_follow", code))
+        assert reply.text == said(ctx.content, "followed", code=code)
+    (reply,) = await press(cap, ctx, callbacks.encode("ds_follow", BY_STATUS[5]))
+    assert reply.text == said(ctx.content, "follow_limit", limit=3)
+    assert "ds_list" in button_data(reply)
+    assert [r.code for r in await follow_rows(ctx)] == [BY_STATUS[1], BY_STATUS[2], BY_STATUS[4]]
+
+
+async def test_following_twice_keeps_one_row(cap: DossierCapability, ctx: Context) -> None:
+    await press(cap, ctx, callbacks.encode("ds_follow", PROCESSING))
+    (reply,) = await press(cap, ctx, callbacks.encode("ds_follow", PROCESSING))
+    assert reply.text == said(ctx.content, "already_following", code=PROCESSING)
+    assert len(await follow_rows(ctx)) == 1
+
+
+async def test_closed_or_unknown_dossiers_are_not_followed(cap: DossierCapability, ctx: Context) -> None:
+    (reply,) = await press(cap, ctx, callbacks.encode("ds_follow", RETURNED))
+    assert reply.text == said(ctx.content, "follow_final", code=RETURNED)
+    unknown = "000.00.12.H22-240101-9999"
+    (reply,) = await press(cap, ctx, callbacks.encode("ds_follow", unknown))
+    assert reply.text == said(ctx.content, "not_found", code=unknown)
+    assert await follow_rows(ctx) == []
+
+
+async def test_follow_while_the_portal_is_down_is_kept_and_polled_at_once(
+    cap: DossierCapability, ctx: Context, emu: PortalEmulator
+) -> None:
+    emu.fail(503)
+    (reply,) = await press(cap, ctx, callbacks.encode("ds_follow", PROCESSING))
+    assert reply.text == said(ctx.content, "followed_portal_down", code=PROCESSING)
+    (row,) = await follow_rows(ctx)
+    assert (row.fingerprint, row.last_status, row.next_poll_at) == (None, None, NOW)
+
+
+async def test_a_state_seen_in_a_lookup_is_not_announced_again(
+    cap: DossierCapability, ctx: Context, engine: AsyncEngine, emu: PortalEmulator, portal: PortalClient
+) -> None:
+    await press(cap, ctx, callbacks.encode("ds_follow", RECEIVED))
+    emu.advance(RECEIVED)  # 2 → 4
+    (card,) = await ask(cap, ctx, RECEIVED)  # the citizen looks before the poller does
+    assert "Đang xử lý" in card.text
+    await ctx.session.commit()
+
+    sent: list[str] = []
+
+    async def notify(user_id: int, chat_id: int, dossier: Any, lang: str) -> None:
+        sent.append(dossier.code)
+
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    poller = DossierPoller(sessions, portal, notify, budget_rps=1000, now=lambda: NOW + dt.timedelta(hours=1))
+    assert (await poller.run_once()).requests == 1
+    assert sent == []
+    emu.advance(RECEIVED)  # 4 → 9: this one is news
+    poller = DossierPoller(sessions, portal, notify, budget_rps=1000, now=lambda: NOW + dt.timedelta(hours=2))
+    assert (await poller.run_once()).notified == 1
+    assert sent == [RECEIVED]
+
+
+async def test_looking_up_a_followed_dossier_that_closed_ends_the_follow(
+    cap: DossierCapability, ctx: Context, emu: PortalEmulator
+) -> None:
+    await press(cap, ctx, callbacks.encode("ds_follow", BY_STATUS[9]))
+    emu.advance(BY_STATUS[9])  # 9 → 10: result returned
+    (card,) = await press(cap, ctx, callbacks.encode("ds_pick", BY_STATUS[9]))
+    assert "Đã trả kết quả" in card.text
+    assert card.text.endswith(said(ctx.content, "change_ended"))
+    assert button_data(card) == ["ds_ask"]
+    assert await follow_rows(ctx) == []
+
+
+async def test_deleting_the_citizen_deletes_their_follows(cap: DossierCapability, ctx: Context) -> None:
+    await press(cap, ctx, callbacks.encode("ds_follow", PROCESSING))
+    await ask(cap, ctx, "kiểm tra hồ sơ")
+    await ctx.session.flush()
+    await ctx.session.execute(delete(User).where(User.id == USER_ID))
+    ctx.session.expunge_all()
+    assert await follow_rows(ctx) == []
+    assert await ctx.session.scalar(select(func.count()).select_from(DossierPrompt)) == 0
+
+
+async def test_bad_button_arguments_are_refused(cap: DossierCapability, ctx: Context) -> None:
+    inc = Incoming(USER_ID, USER_ID, "vi", callback=("ds_follow", ("not-a-code",)))
+    (reply,) = await cap.on_callback(inc, ctx)
+    assert reply.text == said(ctx.content, "bad_button")
+    assert await follow_rows(ctx) == []
+
+
+# ---------------------------------------------------------------------------------------------- notices, links, names
+
+
+async def test_change_notice(content: Content, portal: PortalClient) -> None:
+    dossier = await portal.get_dossier(PROCESSING)
+    notice = render_change(content, dossier, "en")
+    assert notice.text.startswith(said(content, "change_title", "en"))
+    assert "Status: <b>Being processed</b>" in notice.text
+    assert button_data(notice) == [f"ds_unfollow|{PROCESSING}"]
+    closed = render_change(content, await portal.get_dossier(RETURNED), "vi")
+    assert closed.text.endswith(said(content, "change_ended"))
+    assert closed.buttons == ()
+
+
+async def test_deep_link(cap: DossierCapability, ctx: Context, emu: PortalEmulator) -> None:
+    for code in emu.codes():
+        payload = encode_start_payload(code)
+        assert re.fullmatch(r"[A-Za-z0-9_-]{1,64}", payload)  # what Telegram allows in a start parameter
+        assert decode_start_payload(payload) == code
+    assert deep_link("@ProvinceAssistantBot", PROCESSING) == (
+        "https://t.me/ProvinceAssistantBot?start=dossier_000_00_12_H22-240101-0003"
+    )
+    inc = Incoming(USER_ID, USER_ID, "vi", text="/start dossier_000_00_12_H22-240101-0003")
+    (reply,) = await cap.on_deep_link("dossier_000_00_12_H22-240101-0003", inc, ctx)
+    assert said(ctx.content, "card_title", code=PROCESSING) in reply.text
+    assert await cap.on_deep_link("news_hanoi", inc, ctx) == []
+    (reply,) = await cap.on_deep_link("dossier_garbage", inc, ctx)
+    assert reply.text == said(ctx.content, "invalid_code")
+
+
+@pytest.mark.parametrize(
+    ("name", "masked"),
+    [
+        ("Nguyễn Văn An", "N*** V** A"),
+        ("Lê Hoàng Cường", "L* H*** C"),
+        ("  Đặng   Thu Giang ", "Đ*** T** G"),
+        ("Tôn Nữ Thị Phương Thảo", "T** N* T** P*** T"),
+        ("An", "A"),
+        ("", ""),
+    ],
+)
+def test_mask_name(name: str, masked: str) -> None:
+    assert mask_name(name) == masked
+
+
+def test_every_status_is_worded_in_both_languages(content: Content) -> None:
+    for status in range(1, 11):
+        for key in (f"status_{status}", f"next_{status}"):
+            entry = content.entry(f"dossier.{key}")
+            assert entry.vi.strip() and entry.en.strip() and entry.vi != entry.en
