@@ -1,0 +1,404 @@
+"""Staff composing of broadcasts (text, photo, audience, preview, send or schedule) and /staff role management."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from zoneinfo import ZoneInfo
+
+import structlog
+from sqlalchemy import select
+
+from actions import callbacks, staff
+from actions.base import Context
+from actions.types import Button, Incoming, Reply
+from broadcast.audience import Areas, Audience, load_areas, news_topics
+from broadcast.engine import progress_of, report_text
+from broadcast.html import HtmlError, check_html
+from broadcast.message import citizen_reply
+from store.models_news import CANCELLED, DRAFT, QUEUED, RUNNING, SCHEDULED, Broadcast
+from store.models_staff import ROLES, StaffMember
+
+log = structlog.get_logger(__name__)
+
+SKIP_PHOTO = "b_skip"  # b_skip|<id>
+AREA = "b_area"  # b_area|<id>: open the district picker
+DISTRICT = "b_dist"  # b_dist|<id>|<district | all>
+WARD = "b_ward"  # b_ward|<id>|<district>|<ward | all>
+TOPIC = "b_top"  # b_top|<id>|<topic>: toggle
+PAID = "b_paid"  # b_paid|<id>: toggle allow_paid_broadcast
+AUDIENCE = "b_aud"  # b_aud|<id>: back to the audience screen
+PREVIEW = "b_prev"  # b_prev|<id>
+SEND = "b_send"  # b_send|<id>
+SCHEDULE = "b_sched"  # b_sched|<id>: ask for a time
+CANCEL = "b_cancel"  # b_cancel|<id>: drop a draft or cancel a scheduled broadcast
+CALLBACKS = (SKIP_PHOTO, AREA, DISTRICT, WARD, TOPIC, PAID, AUDIENCE, PREVIEW, SEND, SCHEDULE, CANCEL)
+callbacks.register(*CALLBACKS)
+ALL = "all"
+ENGINE_SERVICE = "broadcast_engine"  # ctx.services key of the running BroadcastEngine (woken on Send now)
+
+_TIME = re.compile(r"^\s*(\d{1,2}):(\d{2})\s+(\d{1,2})/(\d{1,2})/(\d{4})\s*$")  # 08:30 15/12/2026
+_TIME_DMY = re.compile(r"^\s*(\d{1,2})/(\d{1,2})/(\d{4})\s+(\d{1,2}):(\d{2})\s*$")  # 15/12/2026 08:30
+
+
+def parse_when(text: str, tz: ZoneInfo) -> dt.datetime | None:
+    """A local time typed by staff ("08:30 15/12/2026", "15/12/2026 08:30" or ISO 8601), as aware UTC."""
+    m = _TIME.match(text)
+    try:
+        if m:
+            hh, mm, d, mo, y = (int(g) for g in m.groups())
+            local = dt.datetime(y, mo, d, hh, mm, tzinfo=tz)
+        elif m2 := _TIME_DMY.match(text):
+            d, mo, y, hh, mm = (int(g) for g in m2.groups())
+            local = dt.datetime(y, mo, d, hh, mm, tzinfo=tz)
+        else:
+            parsed = dt.datetime.fromisoformat(text.strip())
+            local = parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)
+    except ValueError:
+        return None
+    return local.astimezone(dt.UTC)
+
+
+class BroadcastUI:
+    """`/broadcast` composing, `/broadcasts`, `/broadcast_status`, `/staff`: staff only, every action audited."""
+
+    intents: tuple[str, ...] = ()
+    callbacks = CALLBACKS
+    commands = ("broadcast", "broadcasts", "broadcast_status", "staff")
+
+    def __init__(self, areas: Areas | None = None, rate: float = 30.0, paid_rate: float = 1000.0) -> None:
+        self.areas = areas or load_areas()
+        self.rate = rate
+        self.paid_rate = paid_rate
+
+    async def on_intent(self, inc: Incoming, ctx: Context) -> list[Reply]:
+        return []
+
+    # ---- commands --------------------------------------------------------------------------------------
+
+    async def on_command(self, name: str, args: str, inc: Incoming, ctx: Context) -> list[Reply]:
+        allowed = await staff.is_admin(ctx) if name == "staff" else await staff.is_staff(ctx)
+        if not allowed:
+            staff.refused(ctx, name)
+            return [Reply(ctx.t("common.unknown_command"))]
+        if name == "broadcast":
+            return await self._new_draft(inc, ctx)
+        if name == "broadcasts":
+            return await self._list(ctx)
+        if name == "broadcast_status":
+            return await self._status(ctx, args.strip())
+        return await self._staff(ctx, args.split())
+
+    async def _new_draft(self, inc: Incoming, ctx: Context) -> list[Reply]:
+        for old in await self._drafts(ctx):
+            await ctx.session.delete(old)
+        draft = Broadcast(created_by=ctx.user.id, status=DRAFT, step="text", created_at=ctx.now)
+        draft.report_chat_id = inc.chat_id
+        ctx.session.add(draft)
+        await ctx.session.flush()
+        staff.audit(ctx, "broadcast.compose", f"#{draft.id}")
+        return [Reply(ctx.t("news.compose_text"), ((self._cancel_button(ctx, draft.id),),))]
+
+    async def _list(self, ctx: Context) -> list[Reply]:
+        rows = (
+            await ctx.session.execute(
+                select(Broadcast)
+                .where(Broadcast.status.in_((SCHEDULED, QUEUED, RUNNING)))
+                .order_by(Broadcast.send_at, Broadcast.id)
+            )
+        ).scalars()
+        lines: list[str] = []
+        buttons: list[tuple[Button, ...]] = []
+        tz = ZoneInfo(ctx.settings.timezone)
+        for b in rows:
+            when = b.send_at.astimezone(tz).strftime("%H:%M %d/%m/%Y") if b.send_at else "—"
+            count = b.total or await self._audience(b).count(ctx.session)
+            lines.append(
+                ctx.t(
+                    "news.list_line",
+                    id=b.id,
+                    status=ctx.t(f"news.state_{b.status}"),
+                    when=when,
+                    area=self.areas.label(b.district, b.ward, ctx.lang),
+                    count=count,
+                )
+            )
+            if b.status == SCHEDULED:
+                buttons.append((Button(ctx.t("news.btn_cancel_id", id=b.id), callbacks.encode(CANCEL, b.id)),))
+        if not lines:
+            return [Reply(ctx.t("news.list_empty"))]
+        return [Reply(ctx.t("news.list_title") + "\n" + "\n".join(lines), tuple(buttons))]
+
+    async def _status(self, ctx: Context, arg: str) -> list[Reply]:
+        stmt = select(Broadcast).where(Broadcast.status != DRAFT)
+        if arg:
+            if not arg.lstrip("#").isdigit():
+                return [Reply(ctx.t("news.status_usage"))]
+            stmt = stmt.where(Broadcast.id == int(arg.lstrip("#")))
+        b = (await ctx.session.execute(stmt.order_by(Broadcast.id.desc()).limit(1))).scalar_one_or_none()
+        if b is None:
+            return [Reply(ctx.t("news.status_none"))]
+        if b.status in (SCHEDULED, CANCELLED, QUEUED):
+            tz = ZoneInfo(ctx.settings.timezone)
+            when = b.send_at.astimezone(tz).strftime("%H:%M %d/%m/%Y") if b.send_at else "—"
+            return [Reply(ctx.t("news.status_waiting", id=b.id, status=ctx.t(f"news.state_{b.status}"), when=when))]
+        p = await progress_of(ctx.session, b.id)
+        rate = self.paid_rate if b.paid else self.rate
+        return [Reply(report_text(ctx.content, ctx.lang, b, p, rate, final=b.status != RUNNING))]
+
+    async def _staff(self, ctx: Context, args: list[str]) -> list[Reply]:
+        if args[:1] == ["list"] or not args:
+            members = list((await ctx.session.execute(select(StaffMember).order_by(StaffMember.user_id))).scalars())
+            lines = [f"{uid} · admin" for uid in sorted(ctx.settings.admin_ids)]
+            lines += [f"{m.user_id} · {m.role}" for m in members if m.user_id not in ctx.settings.admin_ids]
+            return [Reply(ctx.t("news.staff_list", lines="\n".join(lines)))]
+        if len(args) >= 2 and args[0] in ("add", "remove") and args[1].isdigit():
+            uid = int(args[1])
+            if args[0] == "add":
+                role = args[2] if len(args) > 2 else "staff"
+                if role not in ROLES:
+                    return [Reply(ctx.t("news.staff_usage"))]
+                member = await ctx.session.get(StaffMember, uid)
+                if member is None:
+                    ctx.session.add(StaffMember(user_id=uid, role=role, added_by=ctx.user.id, added_at=ctx.now))
+                else:
+                    member.role = role
+                staff.audit(ctx, "staff.add", f"{uid} {role}")
+                return [Reply(ctx.t("news.staff_added", id=uid, role=role))]
+            if uid in ctx.settings.admin_ids:
+                return [Reply(ctx.t("news.staff_bootstrap", id=uid))]
+            member = await ctx.session.get(StaffMember, uid)
+            if member is None:
+                return [Reply(ctx.t("news.staff_not_found", id=uid))]
+            await ctx.session.delete(member)
+            staff.audit(ctx, "staff.remove", str(uid))
+            return [Reply(ctx.t("news.staff_removed", id=uid))]
+        return [Reply(ctx.t("news.staff_usage"))]
+
+    # ---- typed answers and photos ----------------------------------------------------------------------
+
+    async def wants_text(self, ctx: Context) -> bool:
+        draft = await self._draft(ctx)
+        return draft is not None and draft.step in ("text", "at") and await staff.is_staff(ctx)
+
+    async def on_text(self, inc: Incoming, ctx: Context) -> list[Reply]:
+        draft = await self._draft(ctx)
+        if draft is None or not await staff.is_staff(ctx):
+            return []
+        text = inc.text or ""
+        if draft.step == "at":
+            return await self._schedule_at(ctx, draft, text)
+        try:
+            draft.text = check_html(text)
+        except HtmlError as err:
+            return [Reply(ctx.t(err.key, **err.values), ((self._cancel_button(ctx, draft.id),),))]
+        draft.step = "photo"
+        rows = (
+            (
+                Button(ctx.t("news.btn_skip_photo"), callbacks.encode(SKIP_PHOTO, draft.id)),
+                self._cancel_button(ctx, draft.id),
+            ),
+        )
+        return [Reply(ctx.t("news.compose_photo"), rows)]
+
+    async def wants_media(self, inc: Incoming, ctx: Context) -> bool:
+        if inc.photo is None:
+            return False
+        draft = await self._draft(ctx)
+        return draft is not None and draft.step == "photo" and await staff.is_staff(ctx)
+
+    async def on_media(self, inc: Incoming, ctx: Context) -> list[Reply]:
+        draft = await self._draft(ctx)
+        if draft is None or inc.photo is None:
+            return []
+        try:
+            check_html(draft.text, caption=True)
+        except HtmlError as err:
+            return [Reply(ctx.t("news.photo_caption_too_long", **err.values))]
+        draft.photo = inc.photo
+        draft.step = "audience"
+        return [await self._audience_screen(ctx, draft, edit=False)]
+
+    # ---- buttons ---------------------------------------------------------------------------------------
+
+    async def on_callback(self, inc: Incoming, ctx: Context) -> list[Reply]:
+        assert inc.callback is not None
+        action, args = inc.callback
+        if not await staff.is_staff(ctx):
+            staff.refused(ctx, action)
+            return [Reply(ctx.t("common.unknown_command"))]
+        if not args or not args[0].isdigit():
+            return [Reply(ctx.t("news.stale"))]
+        bid = int(args[0])
+        if action == CANCEL:
+            return await self._cancel(ctx, bid)
+        draft = await self._draft(ctx)
+        if draft is None or draft.id != bid:
+            return [Reply(ctx.t("news.no_draft"))]
+        if action == SKIP_PHOTO and draft.step == "photo":
+            draft.step = "audience"
+            return [await self._audience_screen(ctx, draft, edit=True)]
+        if draft.step in ("text", "photo"):
+            return [Reply(ctx.t("news.stale"))]
+        if action == AREA:
+            return [self._district_picker(ctx, draft)]
+        if action == DISTRICT and len(args) == 2:
+            return await self._pick_district(ctx, draft, args[1])
+        if action == WARD and len(args) == 3:
+            ward = None if args[2] == ALL else args[2]
+            if self.areas.valid(args[1], ward):
+                draft.district, draft.ward = args[1], ward
+            return [await self._audience_screen(ctx, draft, edit=True)]
+        if action == TOPIC and len(args) == 2:
+            topics = set(draft.topic_list())
+            if args[1] in {t.id for t in news_topics(ctx.content)}:
+                topics ^= {args[1]}
+            draft.topics = ",".join(sorted(topics))
+            return [await self._audience_screen(ctx, draft, edit=True)]
+        if action == PAID:
+            draft.paid = not draft.paid
+            return [await self._audience_screen(ctx, draft, edit=True)]
+        if action == AUDIENCE:
+            draft.step = "audience"
+            return [await self._audience_screen(ctx, draft, edit=True)]
+        if action == PREVIEW:
+            return await self._preview(ctx, draft)
+        if action == SEND:
+            return await self._send_now(inc, ctx, draft)
+        if action == SCHEDULE:
+            draft.step = "at"
+            return [Reply(ctx.t("news.ask_time"), ((self._cancel_button(ctx, draft.id),),))]
+        return [Reply(ctx.t("news.stale"))]
+
+    async def _pick_district(self, ctx: Context, draft: Broadcast, choice: str) -> list[Reply]:
+        if choice == ALL:
+            draft.district, draft.ward = None, None
+            return [await self._audience_screen(ctx, draft, edit=True)]
+        district = self.areas.district(choice)
+        if district is None:
+            return [self._district_picker(ctx, draft)]
+        if not district.wards:
+            draft.district, draft.ward = district.id, None
+            return [await self._audience_screen(ctx, draft, edit=True)]
+        buttons = [
+            Button(
+                ctx.t("news.btn_whole_district", name=district.name), callbacks.encode(WARD, draft.id, district.id, ALL)
+            )
+        ]
+        buttons += [Button(w.name, callbacks.encode(WARD, draft.id, district.id, w.id)) for w in district.wards]
+        rows = [tuple(buttons[i : i + 2]) for i in range(0, len(buttons), 2)]
+        rows.append((Button(ctx.t("news.btn_back"), callbacks.encode(AREA, draft.id)),))
+        return [Reply(ctx.t("news.choose_ward", district=district.name), tuple(rows), edit=True)]
+
+    def _district_picker(self, ctx: Context, draft: Broadcast) -> Reply:
+        buttons = [Button(ctx.t("news.btn_whole_province"), callbacks.encode(DISTRICT, draft.id, ALL))]
+        buttons += [Button(d.name, callbacks.encode(DISTRICT, draft.id, d.id)) for d in self.areas.districts]
+        rows = [tuple(buttons[i : i + 2]) for i in range(0, len(buttons), 2)]
+        rows.append((Button(ctx.t("news.btn_back"), callbacks.encode(AUDIENCE, draft.id)),))
+        return Reply(ctx.t("news.choose_district_staff"), tuple(rows), edit=True)
+
+    async def _audience_screen(self, ctx: Context, draft: Broadcast, *, edit: bool) -> Reply:
+        count = await self._audience(draft).count(ctx.session)
+        chosen = set(draft.topic_list())
+        topic_buttons = [
+            Button(("✅ " if t.id in chosen else "") + ctx.t(t.label), callbacks.encode(TOPIC, draft.id, t.id))
+            for t in news_topics(ctx.content)
+        ]
+        rows: list[tuple[Button, ...]] = [(Button(ctx.t("news.btn_area"), callbacks.encode(AREA, draft.id)),)]
+        rows += [tuple(topic_buttons[i : i + 2]) for i in range(0, len(topic_buttons), 2)]
+        paid_label = "news.btn_paid_on" if draft.paid else "news.btn_paid_off"
+        rows.append((Button(ctx.t(paid_label), callbacks.encode(PAID, draft.id)),))
+        rows.append(
+            (
+                Button(ctx.t("news.btn_preview"), callbacks.encode(PREVIEW, draft.id)),
+                self._cancel_button(ctx, draft.id),
+            )
+        )
+        text = ctx.t(
+            "news.audience",
+            area=self.areas.label(draft.district, draft.ward, ctx.lang),
+            topics=self._topics_label(ctx, draft),
+            count=count,
+        )
+        return Reply(text, tuple(rows), edit=edit)
+
+    async def _preview(self, ctx: Context, draft: Broadcast) -> list[Reply]:
+        draft.step = "preview"
+        count = await self._audience(draft).count(ctx.session)
+        controls = (
+            (
+                Button(ctx.t("news.btn_send_now"), callbacks.encode(SEND, draft.id)),
+                Button(ctx.t("news.btn_schedule"), callbacks.encode(SCHEDULE, draft.id)),
+            ),
+            (
+                Button(ctx.t("news.btn_edit_audience"), callbacks.encode(AUDIENCE, draft.id)),
+                self._cancel_button(ctx, draft.id),
+            ),
+        )
+        summary = ctx.t(
+            "news.preview_ready",
+            area=self.areas.label(draft.district, draft.ward, ctx.lang),
+            topics=self._topics_label(ctx, draft),
+            count=count,
+        )
+        # exactly what a citizen receives (their language decides only the button's label)
+        return [citizen_reply(ctx.content, draft.text, draft.photo, ctx.lang), Reply(summary, controls)]
+
+    async def _send_now(self, inc: Incoming, ctx: Context, draft: Broadcast) -> list[Reply]:
+        if draft.step != "preview":
+            return [Reply(ctx.t("news.stale"))]
+        count = await self._audience(draft).count(ctx.session)
+        draft.status, draft.send_at, draft.report_chat_id = QUEUED, ctx.now, inc.chat_id
+        staff.audit(ctx, "broadcast.send", self._detail(draft), audience_size=count)
+        engine = ctx.services.get(ENGINE_SERVICE)
+        if engine is not None and hasattr(engine, "wake"):
+            engine.wake()  # it still reads the row only after this update's transaction commits
+        return [Reply(ctx.t("news.queued", id=draft.id, count=count))]
+
+    async def _schedule_at(self, ctx: Context, draft: Broadcast, text: str) -> list[Reply]:
+        tz = ZoneInfo(ctx.settings.timezone)
+        when = parse_when(text, tz)
+        cancel = ((self._cancel_button(ctx, draft.id),),)
+        if when is None:
+            return [Reply(ctx.t("news.bad_time"), cancel)]
+        if when <= ctx.now:
+            return [Reply(ctx.t("news.past_time"), cancel)]
+        count = await self._audience(draft).count(ctx.session)
+        draft.status, draft.send_at = SCHEDULED, when
+        staff.audit(ctx, "broadcast.schedule", f"{self._detail(draft)} at={when.isoformat()}", audience_size=count)
+        local = when.astimezone(tz).strftime("%H:%M %d/%m/%Y")
+        return [Reply(ctx.t("news.scheduled", id=draft.id, when=local, count=count))]
+
+    async def _cancel(self, ctx: Context, bid: int) -> list[Reply]:
+        b = await ctx.session.get(Broadcast, bid)
+        if b is None or b.status not in (DRAFT, SCHEDULED) or (b.status == DRAFT and b.created_by != ctx.user.id):
+            return [Reply(ctx.t("news.nothing_to_cancel"))]
+        b.status = CANCELLED
+        staff.audit(ctx, "broadcast.cancel", f"#{b.id}")
+        return [Reply(ctx.t("news.cancelled", id=b.id))]
+
+    # ---- helpers ---------------------------------------------------------------------------------------
+
+    async def _drafts(self, ctx: Context) -> list[Broadcast]:
+        stmt = select(Broadcast).where(Broadcast.created_by == ctx.user.id, Broadcast.status == DRAFT)
+        return list((await ctx.session.execute(stmt)).scalars())
+
+    async def _draft(self, ctx: Context) -> Broadcast | None:
+        drafts = await self._drafts(ctx)
+        return max(drafts, key=lambda b: b.id) if drafts else None
+
+    @staticmethod
+    def _audience(b: Broadcast) -> Audience:
+        return Audience.of(b.district, b.ward, b.topic_list())
+
+    def _topics_label(self, ctx: Context, b: Broadcast) -> str:
+        chosen = set(b.topic_list())
+        labels = [ctx.t(t.label) for t in news_topics(ctx.content) if t.id in chosen]
+        return ", ".join(labels) if labels else ctx.t("news.all_subscribers")
+
+    def _cancel_button(self, ctx: Context, bid: int) -> Button:
+        return Button(ctx.t("news.btn_cancel"), callbacks.encode(CANCEL, bid))
+
+    @staticmethod
+    def _detail(b: Broadcast) -> str:
+        return f"#{b.id} area={b.district or 'province'}/{b.ward or '-'} topics={b.topics or '*'} paid={b.paid}"

@@ -1,0 +1,1 @@
+"""Staff broadcasts: audience, HTML checks, rate limiting and the exactly-once delivery engine."""

@@ -1,0 +1,164 @@
+"""Command line for large campaigns: `python -m broadcast send ...` queues a broadcast, `run` delivers.
+
+    python -m broadcast send --text-file notice.html --area tu_son/dong_nguyen --topic vneid [--paid]
+                             [--at 2026-12-15T08:30+07:00] [--run]
+    python -m broadcast run [--forever]
+
+`send` writes the broadcast row (the running bot's engine picks it up) and prints its id; with `--run` it
+delivers it itself. `run` delivers whatever is queued, running or due, then exits (or keeps going).
+Settings (database, bot token, Telegram base URL) come from the environment / .env like the bot's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import sys
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from actions.content import Content
+from broadcast.audience import Audience, load_areas, news_topics
+from broadcast.engine import BroadcastEngine, progress_of
+from broadcast.html import HtmlError, check_html
+from core.settings import Settings, load_settings
+from store.db import make_engine, make_sessionmaker, unit_of_work
+from store.models_news import QUEUED, SCHEDULED, Broadcast
+
+log = structlog.get_logger(__name__)
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m broadcast", description=__doc__.splitlines()[0])
+    p.add_argument("--database-url", help="default: DATABASE_URL from the settings")
+    p.add_argument("--rate", type=float, default=30.0, help="overall messages/s (Telegram's bulk limit)")
+    p.add_argument("--paid-rate", type=float, default=1000.0, help="messages/s with allow_paid_broadcast")
+    p.add_argument("--stale-after", type=float, default=30.0, help="s before a silent engine's rows are unknown")
+    p.add_argument("--worker-id", default=None)
+    sub = p.add_subparsers(dest="command", required=True)
+    send = sub.add_parser("send", help="create a broadcast")
+    send.add_argument("--text-file", type=Path, required=True, help="Telegram HTML, UTF-8")
+    send.add_argument("--photo", default=None, help="a Telegram file_id or https URL")
+    send.add_argument("--area", default=None, help="district or district/ward id from data/areas.yml")
+    send.add_argument("--topic", action="append", default=[], help="a topic id (repeatable)")
+    send.add_argument("--paid", action="store_true", help="allow_paid_broadcast (up to 1000 msg/s, paid)")
+    send.add_argument("--at", default=None, help="ISO 8601 time to send at (default: now)")
+    send.add_argument("--created-by", type=int, default=0, help="the staff user id recorded (default 0: CLI)")
+    send.add_argument("--report-chat", type=int, default=None, help="chat that gets progress and the report")
+    send.add_argument("--run", action="store_true", help="deliver it from this process now")
+    run = sub.add_parser("run", help="deliver queued broadcasts")
+    run.add_argument("--forever", action="store_true", help="keep running (like the bot's background engine)")
+    run.add_argument("--broadcast", type=int, default=None, help="stop when this broadcast is done")
+    return p.parse_args(argv)
+
+
+def _make_sender(settings: Settings) -> tuple[Any, Any]:
+    """The real Telegram sender (imported here so that creating rows needs no Telegram at all)."""
+    from telegram.ext import AIORateLimiter, ExtBot  # noqa: PLC0415 - only `run` talks to Telegram
+    from telegram.request import HTTPXRequest  # noqa: PLC0415
+
+    from bot.sender import TelegramSender  # noqa: PLC0415
+
+    if settings.telegram_bot_token is None:
+        raise SystemExit("TELEGRAM_BOT_TOKEN is not set")
+    bot: ExtBot[None] = ExtBot(
+        settings.telegram_bot_token.get_secret_value(),
+        base_url=settings.telegram_base_url,
+        request=HTTPXRequest(connection_pool_size=128, connect_timeout=5, read_timeout=10, write_timeout=10),
+        rate_limiter=AIORateLimiter(overall_max_rate=0, overall_time_period=1, max_retries=0),
+    )
+    return bot, TelegramSender(bot)
+
+
+async def _create(args: argparse.Namespace, settings: Settings, content: Content) -> int:
+    try:
+        text = check_html(args.text_file.read_text(encoding="utf-8"), caption=args.photo is not None)
+    except HtmlError as err:
+        raise SystemExit(f"invalid text: {content.text(err.key, 'en', **err.values)}") from None
+    district, _, ward = (args.area or "").partition("/")
+    areas = load_areas()
+    if not areas.valid(district or None, ward or None):
+        raise SystemExit(f"unknown area {args.area!r}")
+    known = {t.id for t in news_topics(content)}
+    if unknown := set(args.topic) - known:
+        raise SystemExit(f"unknown topic(s) {sorted(unknown)}; known: {sorted(known)}")
+    now = dt.datetime.now(dt.UTC)
+    send_at = dt.datetime.fromisoformat(args.at) if args.at else now
+    if send_at.tzinfo is None:
+        raise SystemExit("--at needs a UTC offset, e.g. 2026-12-15T08:30+07:00")
+    engine = make_engine(args.database_url or settings.database_url)
+    sessions = make_sessionmaker(engine)
+    try:
+        async with unit_of_work(sessions) as s:
+            b = Broadcast(
+                created_by=args.created_by,
+                status=SCHEDULED if send_at > now else QUEUED,
+                step="done",
+                text=text,
+                photo=args.photo,
+                district=district or None,
+                ward=ward or None,
+                topics=",".join(sorted(set(args.topic))),
+                paid=args.paid,
+                send_at=send_at.astimezone(dt.UTC),
+                created_at=now,
+                report_chat_id=args.report_chat,
+            )
+            s.add(b)
+            await s.flush()
+            count = await Audience.of(b.district, b.ward, b.topic_list()).count(s)
+            bid = b.id
+        print(f"broadcast #{bid} {b.status}: {count} recipients now", flush=True)
+        return bid
+    finally:
+        await engine.dispose()
+
+
+async def _deliver(args: argparse.Namespace, settings: Settings, content: Content, only: int | None) -> None:
+    db = make_engine(args.database_url or settings.database_url)
+    bot, sender = _make_sender(settings)
+    engine = BroadcastEngine(
+        make_sessionmaker(db),
+        sender,
+        content,
+        rate=args.rate,
+        paid_rate=args.paid_rate,
+        stale_after_s=args.stale_after,
+        worker_id=args.worker_id,
+    )
+    try:
+        async with bot:
+            if getattr(args, "forever", False):
+                await engine.run_forever()
+            else:
+                await engine.run_until_idle(only)
+        if only is not None:
+            async with make_sessionmaker(db)() as s:
+                p = await progress_of(s, only)
+            print(f"broadcast #{only}: {p.by_state}", flush=True)
+        print(f"engine {engine.worker_id}: {engine.stats}", flush=True)
+    finally:
+        await db.dispose()
+
+
+async def _main(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    content = Content.load()
+    if args.command == "send":
+        bid = await _create(args, settings, content)
+        if args.run:
+            await _deliver(args, settings, content, bid)
+        return 0
+    await _deliver(args, settings, content, args.broadcast)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return asyncio.run(_main(_parse(argv)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
