@@ -1,0 +1,756 @@
+"""Handover to staff: tickets posted to the staff group, messages relayed both ways, office hours, ratings.
+
+When the bot relays (and so stays silent itself) — the rule:
+- A ticket opened inside office hours relays at once: the citizen's messages go to the staff group until the
+  ticket closes or the citizen presses [Back to the assistant]. If office hours end before anyone took it, the
+  bot answers again (the ticket stays queued) until a staff member takes it.
+- A ticket opened outside office hours is queued: the citizen is told when staff will answer (the next opening
+  time, skipping weekends and data/holidays.yml) and the bot keeps helping; relaying starts when a staff member
+  takes the ticket, and the citizen is told so.
+- A taken ticket relays whatever the hour: a person is answering.
+ID and phone numbers are masked (core.pii.redact) in everything sent to the group, the relayed messages included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import structlog
+import yaml
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import MetaData, delete, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from actions import callbacks
+from actions.base import Context
+from actions.content import Content
+from actions.outbox import Blocked, Migrated, RetryLater, Sender, SendError
+from actions.staff import is_staff, refused
+from actions.types import Button, Incoming, Reply
+from core.pii import redact
+from store.base import Base
+from store.models import User
+from store.models_handover import CLOSED, TAKEN, WAITING, RecentMessage, Ticket, TicketMessage
+
+log = structlog.get_logger(__name__)
+
+OPEN = "h_open"  # h_open[|<origin>]: open a ticket (menu, fallback menu, "still need help" after 👎)
+TAKE = "h_take"  # h_take|<ticket>: a staff member takes it (pressed in the staff group)
+CLOSE = "h_close"  # h_close|<ticket>: a staff member closes it (pressed in the staff group)
+BACK = "h_back"  # h_back|<ticket>: the citizen goes back to the assistant (closes or cancels the ticket)
+RATE = "h_rate"  # h_rate|<ticket>|<1-5>: the citizen rates the help after closing
+CALLBACKS = (OPEN, TAKE, CLOSE, BACK, RATE)
+callbacks.register(*CALLBACKS)
+
+INTENT = "human_handover"
+STAFF_LANG = "vi"  # the staff group works in Vietnamese whatever the citizen's language
+RING_SIZE = 5
+RING_TEXT_CHARS = 300
+RING_KEEP = dt.timedelta(days=1)
+MAX_WAIT_S = 5.0  # the longest a handler waits out a 429 before reporting the message as not delivered
+RELAY_MAX_CHARS = 3500  # room for the prefix under Telegram's 4096-character message limit
+HOLIDAYS_FILE = Path(__file__).resolve().parent.parent / "data" / "holidays.yml"
+DEFAULT_OFFICE_HOURS = "mon-fri 07:30-11:30,13:30-17:00"
+DEFAULT_TIMEZONE = "Asia/Ho_Chi_Minh"
+_ID_ARG = re.compile(r"^\d{1,12}$")
+
+AreaLookup = Callable[[AsyncSession, int], Awaitable[str | None]]
+
+
+# ---- office hours -------------------------------------------------------------------------------------------
+
+
+class Holiday(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    date: dt.date
+    name_vi: str
+    name_en: str
+    source: str
+    checked: dt.date
+    confirmed: bool = True
+
+
+class HolidayFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rule_source: str
+    holidays: list[Holiday]
+
+
+def load_holidays(path: Path = HOLIDAYS_FILE) -> frozenset[dt.date]:
+    """The dates offices are closed, from data/holidays.yml (validated)."""
+    parsed = HolidayFile.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+    return frozenset(h.date for h in parsed.holidays)
+
+
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_SPAN = re.compile(r"^(\d{1,2}):(\d{2})-(\d{1,2}):(\d{2})$")
+
+Interval = tuple[dt.time, dt.time]
+
+
+@dataclass(frozen=True)
+class OfficeHours:
+    """Weekly opening intervals in a local timezone, minus holidays."""
+
+    tz: ZoneInfo
+    weekly: Mapping[int, tuple[Interval, ...]]  # Monday = 0
+    holidays: frozenset[dt.date] = frozenset()
+
+    @classmethod
+    def parse(
+        cls,
+        spec: str = DEFAULT_OFFICE_HOURS,
+        *,
+        holidays: frozenset[dt.date] = frozenset(),
+        timezone: str = DEFAULT_TIMEZONE,
+    ) -> OfficeHours:
+        """`"mon-fri 07:30-11:30,13:30-17:00; sat 08:00-11:00"`: day ranges, then comma-separated intervals."""
+        weekly: dict[int, tuple[Interval, ...]] = {}
+        for group in filter(None, (g.strip() for g in spec.split(";"))):
+            days_part, _, spans_part = group.partition(" ")
+            days = _parse_days(days_part.strip().lower())
+            spans = tuple(_parse_span(s.strip()) for s in spans_part.split(",") if s.strip())
+            if not spans:
+                raise ValueError(f"office hours {group!r}: no time interval")
+            for day in days:
+                weekly[day] = tuple(sorted((*weekly.get(day, ()), *spans)))
+        if not weekly:
+            raise ValueError("office hours: no opening day")
+        return cls(ZoneInfo(timezone), weekly, holidays)
+
+    def _intervals(self, day: dt.date) -> tuple[tuple[dt.datetime, dt.datetime], ...]:
+        if day in self.holidays:
+            return ()
+        return tuple(
+            (dt.datetime.combine(day, start, self.tz), dt.datetime.combine(day, end, self.tz))
+            for start, end in self.weekly.get(day.weekday(), ())
+        )
+
+    def is_open(self, now: dt.datetime) -> bool:
+        local = now.astimezone(self.tz)
+        return any(start <= local < end for start, end in self._intervals(local.date()))
+
+    def next_open(self, now: dt.datetime) -> dt.datetime:
+        """`now` when open, else the start of the next opening interval (aware UTC)."""
+        local = now.astimezone(self.tz)
+        for offset in range(400):  # holidays never close a whole year; bounded so a bad list cannot loop forever
+            for start, end in self._intervals(local.date() + dt.timedelta(days=offset)):
+                if start <= local < end:
+                    return now
+                if start > local:
+                    return start.astimezone(dt.UTC)
+        raise ValueError("office hours: no opening in the next 400 days")
+
+
+def _parse_days(part: str) -> list[int]:
+    out: list[int] = []
+    for item in part.split(","):
+        first, _, last = item.partition("-")
+        if first not in _DAYS or (last and last not in _DAYS):
+            raise ValueError(f"office hours: unknown day {item!r}")
+        a, b = _DAYS.index(first), _DAYS.index(last or first)
+        if b < a:
+            raise ValueError(f"office hours: day range {item!r} runs backwards")
+        out.extend(range(a, b + 1))
+    return out
+
+
+def _parse_span(span: str) -> Interval:
+    m = _SPAN.match(span)
+    if not m:
+        raise ValueError(f"office hours: bad interval {span!r} (want HH:MM-HH:MM)")
+    start = dt.time(int(m[1]), int(m[2]))
+    end = dt.time(int(m[3]), int(m[4]))
+    if end <= start:
+        raise ValueError(f"office hours: interval {span!r} ends before it starts")
+    return start, end
+
+
+# ---- module functions the router and the scheduler call -----------------------------------------------------
+
+
+async def remember(ctx: Context, text: str, intent: str | None) -> None:
+    """Keep one message (redacted) and what the bot understood in the citizen's ring of RING_SIZE messages.
+
+    The router calls it for each understood or fallen-back text, so a ticket can show staff what came before.
+    """
+    ctx.session.add(RecentMessage(user_id=ctx.user.id, text=redact(text)[:RING_TEXT_CHARS], intent=intent, at=ctx.now))
+    await ctx.session.flush()
+    older = (
+        select(RecentMessage.id)
+        .where(RecentMessage.user_id == ctx.user.id)
+        .order_by(RecentMessage.at.desc(), RecentMessage.id.desc())
+        .offset(RING_SIZE)
+    )
+    stale = list((await ctx.session.scalars(older)).all())
+    if stale:
+        await ctx.session.execute(delete(RecentMessage).where(RecentMessage.id.in_(stale)))
+
+
+async def purge(session: AsyncSession, now: dt.datetime) -> int:
+    """Delete recent-message rings older than a day; returns how many rows went. Schedule it hourly."""
+    result = await session.execute(delete(RecentMessage).where(RecentMessage.at < now - RING_KEEP))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def handover_button(ctx: Context, origin: str = "fallback", label: str = "handover.btn_talk") -> Button:
+    """[Talk to staff] for another menu (the router's fallback menu, the feedback follow-up)."""
+    return Button(ctx.t(label), callbacks.encode(OPEN, _safe_arg(origin)))
+
+
+def area_from_subscriptions(metadata: MetaData = Base.metadata) -> AreaLookup:
+    """An area lookup reading the news subscriptions table if one is registered (a table whose name contains
+    "subscri" with `user_id` and `area` columns); without such a table it always answers None (area omitted)."""
+
+    async def lookup(session: AsyncSession, user_id: int) -> str | None:
+        for table in metadata.sorted_tables:
+            if "subscri" in table.name and {"user_id", "area"} <= set(table.c.keys()):
+                rows = await session.execute(
+                    select(table.c.area).where(table.c.user_id == user_id, table.c.area.is_not(None)).limit(3)
+                )
+                areas = sorted({str(a) for a in rows.scalars().all() if a})
+                return ", ".join(areas) or None
+        return None
+
+    return lookup
+
+
+def _safe_arg(value: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.\-:]", "_", value)[:40]
+
+
+def _in_reply_to(reply: Reply, message_id: int | None) -> Reply:
+    """The same reply threaded under `message_id` in the group, once Reply carries `reply_to`.
+
+    Staff can answer by replying to any of a ticket's messages, so this is a convenience, not a requirement.
+    """
+    if message_id is None or "reply_to" not in Reply.__dataclass_fields__:
+        return reply
+    changes: dict[str, Any] = {"reply_to": message_id}
+    return dataclasses.replace(reply, **changes)
+
+
+@dataclass(frozen=True)
+class _PatientSender:
+    """Sends through the port, waiting out one short throttle: Telegram allows about one message per second
+    per chat, and a conversation (an acknowledgement, then a staff notice) easily hits that."""
+
+    sender: Sender
+
+    async def send(self, chat_id: int, reply: Reply) -> int:
+        try:
+            return await self.sender.send(chat_id, reply)
+        except RetryLater as exc:
+            if exc.after_s > MAX_WAIT_S:
+                raise
+            await asyncio.sleep(exc.after_s)
+        return await self.sender.send(chat_id, reply)
+
+
+# ---- the capability ---------------------------------------------------------------------------------------
+
+
+class HandoverCapability:
+    """Answers `human_handover`; owns the `h_` buttons; relays while a ticket is live; `/tickets` for staff.
+
+    Put it first in the capability list: while it relays, it must get the citizen's text before anyone else.
+    """
+
+    intents: tuple[str, ...] = (INTENT,)
+    callbacks: tuple[str, ...] = CALLBACKS
+    commands: tuple[str, ...] = ("tickets",)
+
+    def __init__(
+        self,
+        hours: OfficeHours,
+        *,
+        content: Content | None = None,
+        sessions: async_sessionmaker[AsyncSession] | None = None,
+        services: Mapping[str, Any] | None = None,
+        repost_after_s: float = 1800.0,
+        area_of: AreaLookup | None = None,
+    ) -> None:
+        self.hours = hours
+        self.repost_after = dt.timedelta(seconds=repost_after_s)
+        self._content = content
+        self._sessions = sessions
+        self._services = services if services is not None else {}
+        self._area_of = area_of if area_of is not None else area_from_subscriptions()
+
+    # ----------------------------------------------------------------- citizen entry points
+
+    async def on_intent(self, inc: Incoming, ctx: Context) -> list[Reply]:
+        # The router turns a menu press into this intent with no text; a typed request has text.
+        return await self.open(inc, ctx, "intent" if inc.text else "menu")
+
+    async def wants_text(self, ctx: Context) -> bool:
+        ticket = await self._open_ticket(ctx.session, ctx.user.id)
+        return ticket is not None and self._relaying(ticket, ctx.now)
+
+    async def wants_media(self, inc: Incoming, ctx: Context) -> bool:
+        return await self.wants_text(ctx)
+
+    async def on_text(self, inc: Incoming, ctx: Context) -> list[Reply]:
+        ticket = await self._open_ticket(ctx.session, ctx.user.id)
+        if ticket is None or not self._relaying(ticket, ctx.now):
+            return []
+        text = redact(inc.text or "")[:RELAY_MAX_CHARS]
+        body = self._g(ctx, "group_citizen_msg", id=ticket.id, name=ticket.citizen_name, text=text)
+        return await self._relay_to_group(ctx, ticket, Reply(body))
+
+    async def on_media(self, inc: Incoming, ctx: Context) -> list[Reply]:
+        ticket = await self._open_ticket(ctx.session, ctx.user.id)
+        if ticket is None:
+            return [Reply(ctx.t("common.not_text"))]
+        if inc.photo is None:
+            return [Reply(ctx.t("handover.media_unsupported"), ((self._back_button(ctx, ticket),),))]
+        caption = redact(inc.text or "")[:900]  # a photo caption is limited to 1024 characters
+        body = self._g(ctx, "group_citizen_photo", id=ticket.id, name=ticket.citizen_name, text=caption)
+        return await self._relay_to_group(ctx, ticket, Reply(body, photo=inc.photo))
+
+    async def on_callback(self, inc: Incoming, ctx: Context) -> list[Reply]:
+        assert inc.callback is not None
+        action, args = inc.callback
+        if action == OPEN:
+            return await self.open(inc, ctx, args[0] if args else "menu")
+        ticket_id = int(args[0]) if args and _ID_ARG.match(args[0]) else None
+        ticket = await self._locked(ctx.session, ticket_id) if ticket_id is not None else None
+        if action in (TAKE, CLOSE):
+            if inc.chat_id != ctx.settings.staff_chat_id or ctx.settings.staff_chat_id is None:
+                log.warning("handover.staff_button_outside_group", user=ctx.user.id)
+                return [Reply(ctx.t("common.stale_button"))]
+            if ticket is None:
+                return [Reply(ctx.t("common.stale_button"))]
+            return await (self._take(inc, ctx, ticket) if action == TAKE else self._close_by_staff(inc, ctx, ticket))
+        if ticket is None or ticket.user_id != ctx.user.id:
+            return [Reply(ctx.t("handover.stale"), ((self._menu_button(ctx),),))]
+        if action == BACK:
+            return await self._back(ctx, ticket)
+        stars = args[1] if len(args) > 1 else ""
+        return self._rate(ctx, ticket, int(stars) if stars in ("1", "2", "3", "4", "5") else 0)
+
+    async def open(self, inc: Incoming, ctx: Context, origin: str) -> list[Reply]:
+        """Open a ticket for this citizen (or show the one already open) and post it to the staff group."""
+        group = ctx.settings.staff_chat_id
+        if group is None:
+            return [Reply(ctx.t("handover.unavailable"), ((self._menu_button(ctx),),))]
+        existing = await self._open_ticket(ctx.session, ctx.user.id)
+        if existing is not None:
+            return [self._already(ctx, existing)]
+        in_hours = self.hours.is_open(ctx.now)
+        ticket = Ticket(
+            user_id=ctx.user.id,
+            open_user_id=ctx.user.id,  # unique while open: a second open ticket cannot be inserted
+            status=WAITING,
+            origin=origin[:64],
+            lang=ctx.lang,
+            citizen_name=(inc.display_name or "—")[:128],
+            opened_in_hours=in_hours,
+            created_at=ctx.now,
+            posted_at=ctx.now,
+        )
+        ctx.session.add(ticket)
+        await ctx.session.flush()
+        ticket.summary = await self._post_body(ctx, ticket, in_hours)
+        post = Reply(self._post_text(ctx, ticket), self._staff_buttons(ctx, ticket))
+        try:
+            message_id = await self._sender(ctx.services).send(group, post)
+        except (SendError, LookupError) as exc:
+            log.warning("handover.post_failed", error=type(exc).__name__)
+            await ctx.session.delete(ticket)
+            await ctx.session.flush()
+            return [Reply(ctx.t("handover.send_failed"), ((self._menu_button(ctx),),))]
+        ticket.group_chat_id, ticket.group_message_id = group, message_id
+        self._record(ctx.session, ticket, "post", group, message_id, ctx.now)
+        # The ring's content now lives in the ticket's post; it is not kept twice.
+        await ctx.session.execute(delete(RecentMessage).where(RecentMessage.user_id == ctx.user.id))
+        log.info("handover.opened", ticket=ticket.id, origin=origin, in_hours=in_hours)
+        if in_hours:
+            return [Reply(ctx.t("handover.opened_live", id=ticket.id), ((self._back_button(ctx, ticket),),))]
+        when = self._when(ctx, ctx.lang, self.hours.next_open(ctx.now))
+        return [
+            Reply(
+                ctx.t("handover.opened_queued", id=ticket.id, when=when),
+                ((self._back_button(ctx, ticket),), (self._menu_button(ctx),)),
+            )
+        ]
+
+    # ----------------------------------------------------------------- staff entry points
+
+    async def on_command(self, name: str, args: str, inc: Incoming, ctx: Context) -> list[Reply]:
+        if not await is_staff(ctx):
+            refused(ctx, name)
+            return [Reply(ctx.t("common.unknown_command"))]
+        rows = (
+            await ctx.session.scalars(select(Ticket).where(Ticket.status != CLOSED).order_by(Ticket.created_at))
+        ).all()
+        if not rows:
+            return [Reply(ctx.t("handover.tickets_none"))]
+        lines = [ctx.t("handover.tickets_title", count=len(rows))]
+        for t in rows:
+            if t.status == TAKEN and t.taken_at is not None:
+                since = self._clock(t.taken_at)
+                lines.append(
+                    ctx.t("handover.tickets_taken", id=t.id, name=t.citizen_name, staff=t.taken_by_name, since=since)
+                )
+            else:
+                since = self._clock(t.created_at)
+                lines.append(ctx.t("handover.tickets_waiting", id=t.id, name=t.citizen_name, since=since))
+        return [Reply("\n".join(lines))]
+
+    async def on_staff_group(self, inc: Incoming, ctx: Context) -> list[Reply]:
+        """A staff member's reply to one of a ticket's messages is relayed to the citizen; other chatter is not."""
+        if inc.reply_to is None:
+            return []
+        link = await ctx.session.scalar(
+            select(TicketMessage)
+            .where(TicketMessage.chat_id == inc.chat_id, TicketMessage.message_id == inc.reply_to)
+            .limit(1)
+        )
+        if link is None:
+            return []
+        ticket = await self._locked(ctx.session, link.ticket_id)
+        if ticket is None:
+            return []
+        if ticket.status == CLOSED:
+            return [Reply(self._g(ctx, "group_already_closed", id=ticket.id))]
+        if inc.text is None and inc.photo is None:
+            return [Reply(self._g(ctx, "group_not_text", id=ticket.id))]
+        out: list[Reply] = []
+        staff_name = (inc.display_name or "—")[:128]
+        if ticket.status == WAITING:  # answering is taking: the citizen must not wait for a second person
+            self._mark_taken(ticket, ctx, staff_name)
+            out.append(Reply(self._g(ctx, "group_auto_taken", id=ticket.id, name=staff_name)))
+        citizen = await ctx.session.get(User, ticket.user_id)
+        if citizen is None:
+            return out
+        text = (inc.text or "")[:RELAY_MAX_CHARS]
+        if inc.photo is not None:
+            body = ctx.content.text("handover.from_staff_photo", citizen.lang, name=staff_name, text=text[:900])
+            message = Reply(body, ((self._back_button_for(ctx, citizen.lang, ticket),),), photo=inc.photo)
+        else:
+            body = ctx.content.text("handover.from_staff", citizen.lang, name=staff_name, text=text)
+            message = Reply(body, ((self._back_button_for(ctx, citizen.lang, ticket),),))
+        problem = await self._to_citizen(ctx, ticket, citizen, message, "staff")
+        return [*out, *problem]
+
+    async def repost_stale(self, now: dt.datetime) -> int:
+        """Re-post, during office hours, tickets nobody took for `repost_after`; returns how many were re-posted.
+
+        Safe with several bot processes: a ticket is claimed by moving its `posted_at` in a committed
+        conditional update before anything is sent, so only one process re-posts it.
+        """
+        if self._sessions is None or self._content is None:
+            raise RuntimeError("repost_stale needs the capability built with sessions and content")
+        if not self.hours.is_open(now):
+            return 0
+        cutoff = now - self.repost_after
+        async with self._sessions() as session, session.begin():
+            candidates = (
+                await session.execute(
+                    select(Ticket.id, Ticket.posted_at).where(
+                        Ticket.status == WAITING, Ticket.posted_at <= cutoff, Ticket.group_chat_id.is_not(None)
+                    )
+                )
+            ).all()
+        done = 0
+        for ticket_id, posted_at in candidates:
+            async with self._sessions() as session, session.begin():
+                ticket = await self._locked(session, ticket_id)
+                if ticket is None or ticket.status != WAITING or ticket.posted_at != posted_at:
+                    continue  # taken, closed or re-posted by another process meanwhile
+                ticket.posted_at = now
+                ticket.reposts += 1
+                group, post_id = ticket.group_chat_id, ticket.group_message_id
+                assert group is not None
+                text = self._content.text(
+                    "handover.group_repost", STAFF_LANG, id=ticket.id, name=ticket.citizen_name,
+                    since=self._clock(ticket.created_at),
+                )  # fmt: skip
+                buttons = self._staff_buttons_lang(STAFF_LANG, ticket)
+            try:
+                message_id = await self._sender(self._services).send(group, _in_reply_to(Reply(text, buttons), post_id))
+            except (SendError, LookupError) as exc:
+                log.warning("handover.repost_failed", ticket=ticket_id, error=type(exc).__name__)
+                continue
+            async with self._sessions() as session, session.begin():
+                if await session.get(Ticket, ticket_id) is not None:
+                    self._record(session, None, "repost", group, message_id, now, ticket_id=ticket_id)
+            done += 1
+        if done:
+            log.info("handover.reposted", count=done)
+        return done
+
+    # ----------------------------------------------------------------- transitions
+
+    async def _take(self, inc: Incoming, ctx: Context, ticket: Ticket) -> list[Reply]:
+        if ticket.status != WAITING:  # taken by someone else or closed: show where it stands
+            return [Reply(self._post_text(ctx, ticket), self._staff_buttons(ctx, ticket), edit=True)]
+        self._mark_taken(ticket, ctx, (inc.display_name or "—")[:128])
+        citizen = await ctx.session.get(User, ticket.user_id)
+        post = Reply(self._post_text(ctx, ticket), self._staff_buttons(ctx, ticket), edit=True)
+        if citizen is None:
+            return [post]
+        notice = Reply(
+            ctx.content.text("handover.taken", citizen.lang, name=ticket.taken_by_name, id=ticket.id),
+            ((self._back_button_for(ctx, citizen.lang, ticket),),),
+        )
+        problem = await self._to_citizen(ctx, ticket, citizen, notice, "notice")
+        # After a block the ticket is closed: the post must say so rather than "taken".
+        post = Reply(self._post_text(ctx, ticket), self._staff_buttons(ctx, ticket), edit=True)
+        return [post, *problem]
+
+    async def _close_by_staff(self, inc: Incoming, ctx: Context, ticket: Ticket) -> list[Reply]:
+        if ticket.status == CLOSED:
+            return [Reply(self._post_text(ctx, ticket), (), edit=True)]
+        was_taken = ticket.taken_at is not None
+        self._close(ticket, ctx, by=ctx.user.id, reason="staff", by_name=(inc.display_name or "—")[:128])
+        post = Reply(self._post_text(ctx, ticket), (), edit=True)
+        self._forget_details(ticket)
+        citizen = await ctx.session.get(User, ticket.user_id)
+        if citizen is None:
+            return [post]
+        if was_taken:
+            text = "\n\n".join(
+                (
+                    ctx.content.text("handover.closed_by_staff", citizen.lang, id=ticket.id),
+                    ctx.content.text("handover.ask_rating", citizen.lang),
+                )
+            )
+            notice = Reply(text, self._rating_rows(ctx, citizen.lang, ticket))
+        else:
+            notice = Reply(ctx.content.text("handover.closed_untaken", citizen.lang, id=ticket.id))
+        problem = await self._to_citizen(ctx, ticket, citizen, notice, "notice")
+        return [post, *problem]
+
+    async def _back(self, ctx: Context, ticket: Ticket) -> list[Reply]:
+        if ticket.status == CLOSED:
+            return [Reply(ctx.t("handover.stale"), ((self._menu_button(ctx),),), edit=True)]
+        was_taken = ticket.taken_at is not None
+        self._close(ticket, ctx, by=ctx.user.id, reason="citizen", by_name="")
+        self._forget_details(ticket)
+        if ticket.group_chat_id is not None:
+            note = Reply(self._g(ctx, "group_citizen_back", id=ticket.id))
+            try:
+                message_id = await self._sender(ctx.services).send(
+                    ticket.group_chat_id, _in_reply_to(note, ticket.group_message_id)
+                )
+                self._record(ctx.session, ticket, "notice", ticket.group_chat_id, message_id, ctx.now)
+            except (SendError, LookupError) as exc:  # the ticket is closed either way; staff see it in /tickets
+                log.warning("handover.back_notice_failed", ticket=ticket.id, error=type(exc).__name__)
+        log.info("handover.closed", ticket=ticket.id, reason="citizen")
+        if was_taken:
+            text = f"{ctx.t('handover.back')}\n\n{ctx.t('handover.ask_rating')}"
+            return [Reply(text, (*self._rating_rows(ctx, ctx.lang, ticket), (self._menu_button(ctx),)), edit=True)]
+        return [Reply(ctx.t("handover.cancelled", id=ticket.id), ((self._menu_button(ctx),),), edit=True)]
+
+    def _rate(self, ctx: Context, ticket: Ticket, stars: int) -> list[Reply]:
+        if ticket.status != CLOSED or ticket.taken_at is None or not 1 <= stars <= 5:
+            return [Reply(ctx.t("handover.stale"), ((self._menu_button(ctx),),), edit=True)]
+        ticket.rating, ticket.rated_at = stars, ctx.now
+        log.info("handover.rated", ticket=ticket.id, rating=stars)
+        return [Reply(ctx.t("handover.rated", stars="⭐" * stars), ((self._menu_button(ctx),),), edit=True)]
+
+    def _mark_taken(self, ticket: Ticket, ctx: Context, name: str) -> None:
+        ticket.status, ticket.taken_by, ticket.taken_by_name, ticket.taken_at = TAKEN, ctx.user.id, name, ctx.now
+        log.info("handover.taken", ticket=ticket.id, staff=ctx.user.id)
+
+    def _close(self, ticket: Ticket, ctx: Context, *, by: int, reason: str, by_name: str) -> None:
+        ticket.status, ticket.open_user_id = CLOSED, None
+        ticket.closed_at, ticket.closed_by, ticket.close_reason = ctx.now, by, reason
+        ticket.closed_by_name = by_name
+        log.info("handover.closed", ticket=ticket.id, reason=reason)
+
+    @staticmethod
+    def _forget_details(ticket: Ticket) -> None:
+        # Privacy: once closed, the citizen's name and message excerpts are not kept (the figures need neither).
+        ticket.summary, ticket.citizen_name = "", ""
+
+    # ----------------------------------------------------------------- sending
+
+    async def _relay_to_group(self, ctx: Context, ticket: Ticket, message: Reply) -> list[Reply]:
+        group = ticket.group_chat_id
+        if group is None:
+            return [Reply(ctx.t("handover.send_failed"))]
+        try:
+            message_id = await self._sender(ctx.services).send(group, _in_reply_to(message, ticket.group_message_id))
+        except (SendError, LookupError) as exc:
+            log.warning("handover.relay_failed", ticket=ticket.id, error=type(exc).__name__)
+            return [Reply(ctx.t("handover.send_failed"), ((self._back_button(ctx, ticket),),))]
+        self._record(ctx.session, ticket, "citizen", group, message_id, ctx.now)
+        return [Reply(ctx.t("handover.relayed"), ((self._back_button(ctx, ticket),),))]
+
+    async def _to_citizen(self, ctx: Context, ticket: Ticket, citizen: User, message: Reply, kind: str) -> list[Reply]:
+        """Send to the citizen now (staff actions happen in the group); group replies say what went wrong."""
+        try:
+            message_id = await self._sender(ctx.services).send(citizen.chat_id, message)
+        except Blocked:
+            citizen.active = False
+            if ticket.status != CLOSED:
+                self._close(ticket, ctx, by=citizen.id, reason="blocked", by_name="")
+                self._forget_details(ticket)
+            return [Reply(self._g(ctx, "group_blocked", id=ticket.id))]
+        except (RetryLater, Migrated, SendError, LookupError) as exc:
+            log.warning("handover.to_citizen_failed", ticket=ticket.id, error=type(exc).__name__)
+            return [Reply(self._g(ctx, "group_not_delivered", id=ticket.id))]
+        self._record(ctx.session, ticket, kind, citizen.chat_id, message_id, ctx.now, staff_id=ctx.user.id)
+        return []
+
+    @staticmethod
+    def _sender(services: Mapping[str, Any]) -> _PatientSender:
+        sender: Sender = services["sender"]  # KeyError (a LookupError) when the port is not wired
+        return _PatientSender(sender)
+
+    @staticmethod
+    def _record(
+        session: AsyncSession,
+        ticket: Ticket | None,
+        direction: str,
+        chat_id: int,
+        message_id: int,
+        at: dt.datetime,
+        *,
+        ticket_id: int | None = None,
+        staff_id: int | None = None,
+    ) -> None:
+        tid = ticket.id if ticket is not None else ticket_id
+        assert tid is not None
+        session.add(
+            TicketMessage(
+                ticket_id=tid, direction=direction, chat_id=chat_id, message_id=message_id, staff_id=staff_id, at=at
+            )
+        )
+
+    # ----------------------------------------------------------------- queries
+
+    @staticmethod
+    async def _open_ticket(session: AsyncSession, user_id: int) -> Ticket | None:
+        ticket: Ticket | None = await session.scalar(select(Ticket).where(Ticket.open_user_id == user_id))
+        return ticket
+
+    @staticmethod
+    async def _locked(session: AsyncSession, ticket_id: int) -> Ticket | None:
+        # FOR UPDATE on PostgreSQL: two staff pressing [Take] at once are served one after the other.
+        return await session.get(Ticket, ticket_id, with_for_update=True, populate_existing=True)
+
+    def _relaying(self, ticket: Ticket, now: dt.datetime) -> bool:
+        if ticket.status == TAKEN:
+            return True
+        return ticket.status == WAITING and ticket.opened_in_hours and self.hours.is_open(now)
+
+    # ----------------------------------------------------------------- rendering
+
+    def _g(self, ctx: Context, key: str, **values: object) -> str:
+        return ctx.content.text(f"handover.{key}", STAFF_LANG, **values)
+
+    def _clock(self, when: dt.datetime) -> str:
+        return when.astimezone(self.hours.tz).strftime("%H:%M %d/%m")
+
+    def _when(self, ctx: Context, lang: str, when: dt.datetime) -> str:
+        local = when.astimezone(self.hours.tz)
+        today = ctx.now.astimezone(self.hours.tz).date()
+        hm = local.strftime("%H:%M")
+        if local.date() == today:
+            return ctx.content.text("handover.when_today", lang, time=hm)
+        if local.date() == today + dt.timedelta(days=1):
+            return ctx.content.text("handover.when_tomorrow", lang, time=hm)
+        weekday = ctx.content.text(f"handover.weekday_{local.weekday()}", lang)
+        return ctx.content.text("handover.when_day", lang, time=hm, weekday=weekday, date=local.strftime("%d/%m"))
+
+    async def _post_body(self, ctx: Context, ticket: Ticket, in_hours: bool) -> str:
+        lines = [
+            self._g(ctx, "group_header", id=ticket.id, name=ticket.citizen_name),
+            self._g(ctx, "group_meta", language=ticket.lang, opened=self._clock(ticket.created_at)),
+        ]
+        area = await self._area_of(ctx.session, ticket.user_id)
+        if area:
+            lines.append(self._g(ctx, "group_area", area=area))
+        origin = ticket.origin
+        if origin.startswith("fb:"):
+            lines.append(self._g(ctx, "group_origin_feedback", topic=origin[3:]))
+        elif origin in ("intent", "menu", "fallback"):
+            lines.append(self._g(ctx, f"group_origin_{origin}"))
+        if not in_hours:
+            lines.append(self._g(ctx, "group_queued", when=self._when(ctx, STAFF_LANG, self.hours.next_open(ctx.now))))
+        ring = (
+            await ctx.session.scalars(
+                select(RecentMessage)
+                .where(RecentMessage.user_id == ticket.user_id, RecentMessage.at >= ctx.now - RING_KEEP)
+                .order_by(RecentMessage.at, RecentMessage.id)
+            )
+        ).all()
+        lines.append("")
+        lines.append(self._g(ctx, "group_recent_title"))
+        for row in ring[-RING_SIZE:]:
+            intent = row.intent or self._g(ctx, "group_not_understood")
+            lines.append(self._g(ctx, "group_recent_line", time=self._clock(row.at)[:5], text=row.text, intent=intent))
+        if not ring:
+            lines.append(self._g(ctx, "group_recent_none"))
+        return "\n".join(lines)
+
+    def _post_text(self, ctx: Context, ticket: Ticket) -> str:
+        if ticket.status == WAITING:
+            status = self._g(ctx, "group_status_waiting")
+        elif ticket.status == TAKEN and ticket.taken_at is not None:
+            status = self._g(ctx, "group_status_taken", name=ticket.taken_by_name, time=self._clock(ticket.taken_at))
+        else:
+            closed = ticket.closed_at or ctx.now
+            who = {
+                "citizen": self._g(ctx, "group_closed_citizen"),
+                "blocked": self._g(ctx, "group_closed_blocked"),
+            }.get(ticket.close_reason, ticket.closed_by_name or "—")
+            status = self._g(ctx, "group_status_closed", time=self._clock(closed), name=who)
+        body = ticket.summary or self._g(ctx, "group_header", id=ticket.id, name=ticket.citizen_name or "—")
+        return f"{body}\n\n{status}"
+
+    def _staff_buttons(self, ctx: Context, ticket: Ticket) -> tuple[tuple[Button, ...], ...]:
+        return self._staff_buttons_lang(STAFF_LANG, ticket, ctx.content)
+
+    def _staff_buttons_lang(
+        self, lang: str, ticket: Ticket, content: Content | None = None
+    ) -> tuple[tuple[Button, ...], ...]:
+        texts = content or self._content
+        assert texts is not None
+        close = Button(texts.text("handover.btn_close", lang), callbacks.encode(CLOSE, ticket.id))
+        if ticket.status == WAITING:
+            return ((Button(texts.text("handover.btn_take", lang), callbacks.encode(TAKE, ticket.id)), close),)
+        if ticket.status == TAKEN:
+            return ((close,),)
+        return ()
+
+    def _already(self, ctx: Context, ticket: Ticket) -> Reply:
+        if self._relaying(ticket, ctx.now):
+            return Reply(ctx.t("handover.already_live", id=ticket.id), ((self._back_button(ctx, ticket),),))
+        when = self._when(ctx, ctx.lang, self.hours.next_open(ctx.now))
+        return Reply(
+            ctx.t("handover.already_queued", id=ticket.id, when=when),
+            ((self._back_button(ctx, ticket),), (self._menu_button(ctx),)),
+        )
+
+    def _back_button(self, ctx: Context, ticket: Ticket) -> Button:
+        return self._back_button_for(ctx, ctx.lang, ticket)
+
+    def _back_button_for(self, ctx: Context, lang: str, ticket: Ticket) -> Button:
+        key = "handover.btn_back" if self._relaying(ticket, ctx.now) else "handover.btn_cancel"
+        return Button(ctx.content.text(key, lang), callbacks.encode(BACK, ticket.id))
+
+    def _rating_rows(self, ctx: Context, lang: str, ticket: Ticket) -> tuple[tuple[Button, ...], ...]:
+        stars = tuple(
+            Button(ctx.content.text("handover.btn_rate", lang, n=n), callbacks.encode(RATE, ticket.id, n))
+            for n in range(1, 6)
+        )
+        return (stars,)
+
+    @staticmethod
+    def _menu_button(ctx: Context) -> Button:
+        return Button(ctx.t("common.btn_menu"), callbacks.encode("c_menu"))

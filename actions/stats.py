@@ -1,0 +1,182 @@
+"""Staff figures (/stats): activity, understanding, top intents, handovers, ratings and 👍/👎 over 7 and 30 days."""
+
+from __future__ import annotations
+
+import datetime as dt
+import statistics
+from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
+
+import structlog
+from sqlalchemy import case, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from actions.base import Context
+from actions.staff import is_staff, refused
+from actions.types import Incoming, Reply
+from store.models import User
+from store.models_handover import CLOSED, Feedback, MessageCount, Ticket
+
+log = structlog.get_logger(__name__)
+
+WINDOWS = (7, 30)
+TOP_INTENTS = 5
+TOP_TOPICS = 8
+
+
+async def count_message(session: AsyncSession, day: dt.date, understood: bool, intent: str | None) -> None:
+    """Count one handled message for `day` (the local date). The router calls it once per text message.
+
+    Not-understood messages are counted under intent "" whatever the NLU guessed, so the top intents only
+    show what the assistant acted on. An atomic upsert, so concurrent updates and replicas never lose a count.
+    """
+    key = (intent or "")[:64] if understood else ""
+    fallback = 0 if understood else 1
+    name = session.get_bind().dialect.name
+    if name in ("postgresql", "sqlite"):
+        insert = postgresql.insert if name == "postgresql" else sqlite.insert
+        stmt = insert(MessageCount).values(day=day, intent=key, handled=1, fallbacks=fallback)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[MessageCount.day, MessageCount.intent],
+            set_={"handled": MessageCount.handled + 1, "fallbacks": MessageCount.fallbacks + fallback},
+        )
+        await session.execute(stmt)
+        return
+    row = await session.get(MessageCount, (day, key), with_for_update=True)
+    if row is None:
+        session.add(MessageCount(day=day, intent=key, handled=1, fallbacks=fallback))
+    else:
+        row.handled += 1
+        row.fallbacks += fallback
+
+
+@dataclass
+class Figures:
+    """One window's numbers, computed from the database."""
+
+    days: int
+    users: int = 0
+    messages: int = 0
+    fallbacks: int = 0
+    top_intents: list[tuple[str, int]] = field(default_factory=list)
+    handovers: int = 0
+    open_now: int = 0
+    median_take_s: float | None = None
+    median_close_s: float | None = None
+    ratings: list[int] = field(default_factory=list)
+    feedback: list[tuple[str, int, int]] = field(default_factory=list)  # topic, 👍, 👎
+
+
+async def compute(session: AsyncSession, now: dt.datetime, tz: ZoneInfo, days: int) -> Figures:
+    """The figures for the last `days` local days, today included."""
+    today = now.astimezone(tz).date()
+    first_day = today - dt.timedelta(days=days - 1)
+    since = dt.datetime.combine(first_day, dt.time(), tz).astimezone(dt.UTC)
+    fig = Figures(days)
+    fig.users = int(await session.scalar(select(func.count(User.id)).where(User.last_seen_at >= since)) or 0)
+    totals = (
+        await session.execute(
+            select(func.coalesce(func.sum(MessageCount.handled), 0), func.coalesce(func.sum(MessageCount.fallbacks), 0))
+            .where(MessageCount.day >= first_day, MessageCount.day <= today)
+        )
+    ).one()  # fmt: skip
+    fig.messages, fig.fallbacks = int(totals[0]), int(totals[1])
+    handled = func.sum(MessageCount.handled)
+    top = await session.execute(
+        select(MessageCount.intent, handled)
+        .where(MessageCount.day >= first_day, MessageCount.day <= today, MessageCount.intent != "")
+        .group_by(MessageCount.intent)
+        .order_by(handled.desc(), MessageCount.intent)
+        .limit(TOP_INTENTS)
+    )
+    fig.top_intents = [(str(i), int(n)) for i, n in top.all()]
+    tickets = (await session.scalars(select(Ticket).where(Ticket.created_at >= since))).all()
+    fig.handovers = len(tickets)
+    fig.open_now = int(await session.scalar(select(func.count(Ticket.id)).where(Ticket.status != CLOSED)) or 0)
+    takes = [(t.taken_at - t.created_at).total_seconds() for t in tickets if t.taken_at is not None]
+    closes = [
+        (t.closed_at - t.created_at).total_seconds()
+        for t in tickets
+        if t.closed_at is not None and t.taken_at is not None  # a cancelled request never reached a person
+    ]
+    fig.median_take_s = statistics.median(takes) if takes else None
+    fig.median_close_s = statistics.median(closes) if closes else None
+    rated = await session.scalars(select(Ticket.rating).where(Ticket.rated_at >= since, Ticket.rating.is_not(None)))
+    fig.ratings = [int(r) for r in rated.all() if r is not None]
+    up = func.sum(case((Feedback.vote == 1, 1), else_=0))
+    down = func.sum(case((Feedback.vote == -1, 1), else_=0))
+    votes = await session.execute(
+        select(Feedback.topic, up, down)
+        .where(Feedback.voted_at >= since, Feedback.vote.is_not(None))
+        .group_by(Feedback.topic)
+        .order_by((up + down).desc(), Feedback.topic)
+        .limit(TOP_TOPICS)
+    )
+    fig.feedback = [(str(t), int(u or 0), int(d or 0)) for t, u, d in votes.all()]
+    return fig
+
+
+def render(ctx: Context, fig: Figures) -> str:
+    def t(key: str, **values: object) -> str:
+        return ctx.t(f"handover.{key}", **values)
+
+    def duration(seconds: float | None) -> str:
+        if seconds is None:
+            return t("stats_none")
+        minutes = round(seconds / 60)
+        if minutes < 60:
+            return t("stats_minutes", m=minutes)
+        return t("stats_hours", h=minutes // 60, m=minutes % 60)
+
+    lines = [t("stats_window", days=fig.days), t("stats_users", count=fig.users)]
+    if fig.messages:
+        share = round(100 * (fig.messages - fig.fallbacks) / fig.messages)
+        lines.append(t("stats_messages", total=fig.messages, share=share))
+    else:
+        lines.append(t("stats_messages_none"))
+    if fig.top_intents:
+        lines.append(t("stats_intents", items=", ".join(f"{i} {n}" for i, n in fig.top_intents)))
+    lines.append(
+        t(
+            "stats_handover",
+            opened=fig.handovers,
+            open_now=fig.open_now,
+            take=duration(fig.median_take_s),
+            close=duration(fig.median_close_s),
+        )
+    )
+    if fig.ratings:
+        lines.append(t("stats_ratings", count=len(fig.ratings), avg=f"{statistics.fmean(fig.ratings):.1f}"))
+    else:
+        lines.append(t("stats_ratings_none"))
+    if fig.feedback:
+        lines.append(t("stats_feedback", items=", ".join(f"{topic} {u}👍/{d}👎" for topic, u, d in fig.feedback)))
+    else:
+        lines.append(t("stats_feedback_none"))
+    return "\n".join(lines)
+
+
+class StatsCapability:
+    """`/stats` for staff; refuses everyone else with the unknown-command answer."""
+
+    intents: tuple[str, ...] = ()
+    callbacks: tuple[str, ...] = ()
+    commands: tuple[str, ...] = ("stats",)
+
+    async def on_intent(self, inc: Incoming, ctx: Context) -> list[Reply]:
+        return []
+
+    async def on_callback(self, inc: Incoming, ctx: Context) -> list[Reply]:
+        return []
+
+    async def on_command(self, name: str, args: str, inc: Incoming, ctx: Context) -> list[Reply]:
+        if not await is_staff(ctx):
+            refused(ctx, name)
+            return [Reply(ctx.t("common.unknown_command"))]
+        tz = ZoneInfo(ctx.settings.timezone)
+        parts = [ctx.t("handover.stats_title", now=ctx.now.astimezone(tz).strftime("%H:%M %d/%m/%Y"))]
+        for days in WINDOWS:
+            parts.append(render(ctx, await compute(ctx.session, ctx.now, tz, days)))
+        log.info("stats.shown", staff=ctx.user.id)
+        return [Reply("\n\n".join(parts))]
