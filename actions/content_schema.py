@@ -1,0 +1,254 @@
+"""Pydantic schemas for the guide, procedure and renewal content, and one check over all of it."""
+
+from __future__ import annotations
+
+import re
+import string
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+
+from actions.content import Content
+
+# Ids travel inside callback payloads (<= 64 bytes, see actions.callbacks), so they stay short and plain.
+Ident = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,29}$")]
+TextKey = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$")]
+Aspect = Literal["documents", "fee", "duration", "how", "where"]
+
+ASPECTS: tuple[Aspect, ...] = ("documents", "fee", "duration", "how", "where")
+# Aspects that are facts (money, time limits): their texts must carry a source and the date it was checked.
+FACT_ASPECTS: tuple[Aspect, ...] = ("fee", "duration")
+PROCEDURE_EXTRA_TEXTS = ("name", "who", "mistakes")
+# The content files this area owns; the placeholder check runs over them.
+OWN_STEMS = ("guides", "eid", "troubleshoot", "procedures", "renewal")
+MAX_DETOUR_DEPTH = 6  # guide + nested troubleshooting branches; keeps the stored stack short
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StepDef(_Strict):
+    text: TextKey
+    troubleshoot: Ident | None = None
+
+
+class GuideDef(_Strict):
+    kind: Literal["main", "branch"]
+    title: TextKey
+    button: TextKey
+    steps: list[StepDef] = Field(min_length=1, max_length=20)
+    done: TextKey
+    troubleshoot: Ident | None = None  # default branch for steps that name none
+    next: list[Ident] = Field(default_factory=list)
+
+    def branch_for(self, step: int) -> str | None:
+        """The troubleshooting branch for 1-based `step`, or None when there is nowhere further to go."""
+        return self.steps[step - 1].troubleshoot or self.troubleshoot
+
+
+class MenuOption(_Strict):
+    guide: Ident | None = None
+    menu: Ident | None = None
+    label: TextKey | None = None  # defaults to the guide's button label
+
+    @model_validator(mode="after")
+    def _one_target(self) -> MenuOption:
+        if (self.guide is None) == (self.menu is None):
+            raise ValueError("a menu option names exactly one of `guide` or `menu`")
+        if self.menu is not None and self.label is None:
+            raise ValueError("an option opening a menu needs a `label`")
+        return self
+
+
+class MenuDef(_Strict):
+    text: TextKey
+    options: list[MenuOption] = Field(min_length=1)
+
+
+class GuidesSection(_Strict):
+    guides: dict[Ident, GuideDef]
+    menus: dict[Ident, MenuDef]
+
+    @model_validator(mode="after")
+    def _references(self) -> GuidesSection:
+        if "main" not in self.menus:
+            raise ValueError("menus must define `main` (what [Menu] opens)")
+        for gid, guide in self.guides.items():
+            for target in [guide.troubleshoot, *(s.troubleshoot for s in guide.steps)]:
+                if target is None:
+                    continue
+                if target not in self.guides:
+                    raise ValueError(f"guide {gid}: unknown troubleshooting branch {target!r}")
+                if self.guides[target].kind != "branch":
+                    raise ValueError(f"guide {gid}: {target!r} is not a troubleshooting branch")
+            for nxt in guide.next:
+                if nxt not in self.guides:
+                    raise ValueError(f"guide {gid}: unknown next guide {nxt!r}")
+        for mid, menu in self.menus.items():
+            for opt in menu.options:
+                if opt.guide is not None and opt.guide not in self.guides:
+                    raise ValueError(f"menu {mid}: unknown guide {opt.guide!r}")
+                if opt.menu is not None and opt.menu not in self.menus:
+                    raise ValueError(f"menu {mid}: unknown menu {opt.menu!r}")
+        for gid in self.guides:
+            if self.detour_depth(gid, ()) > MAX_DETOUR_DEPTH:
+                raise ValueError(f"guide {gid}: troubleshooting detours nest deeper than {MAX_DETOUR_DEPTH}")
+        return self
+
+    def detour_depth(self, gid: str, seen: tuple[str, ...]) -> int:
+        """How many guides deep [It didn't work] can take a user starting in `gid`; rejects loops."""
+        if gid in seen:
+            raise ValueError(f"troubleshooting branches loop: {' > '.join((*seen, gid))}")
+        guide = self.guides[gid]
+        targets = {t for t in [guide.troubleshoot, *(s.troubleshoot for s in guide.steps)] if t}
+        return 1 + max((self.detour_depth(t, (*seen, gid)) for t in targets), default=0)
+
+    def text_keys(self) -> set[str]:
+        keys: set[str] = set()
+        for guide in self.guides.values():
+            keys |= {guide.title, guide.button, guide.done, *(s.text for s in guide.steps)}
+        for menu in self.menus.values():
+            keys.add(menu.text)
+            keys |= {o.label for o in menu.options if o.label}
+        return keys
+
+
+class ProceduresSection(_Strict):
+    order: list[Ident] = Field(min_length=1)
+    aspects: list[Aspect] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique(self) -> ProceduresSection:
+        if len(set(self.order)) != len(self.order):
+            raise ValueError("procedure ids repeat in `order`")
+        if set(self.aspects) != set(ASPECTS):
+            raise ValueError(f"`aspects` must list exactly {ASPECTS}")
+        return self
+
+    def text_keys(self) -> set[str]:
+        names = (*self.aspects, *PROCEDURE_EXTRA_TEXTS)
+        return {f"procedures.{pid}.{name}" for pid in self.order for name in names}
+
+    def fact_keys(self) -> set[str]:
+        return {f"procedures.{pid}.{aspect}" for pid in self.order for aspect in FACT_ASPECTS}
+
+
+class SectionError(ValueError):
+    """A content section is missing or does not match its schema."""
+
+
+def guides_section(content: Content) -> GuidesSection:
+    raw = content.raw.get("guides") or {}
+    try:
+        return GuidesSection.model_validate({"guides": raw.get("guides"), "menus": raw.get("menus")})
+    except ValidationError as exc:
+        raise SectionError(f"guides.yml: {exc}") from exc
+
+
+def procedures_section(content: Content) -> ProceduresSection:
+    raw = content.raw.get("procedures") or {}
+    try:
+        return ProceduresSection.model_validate(raw.get("procedures"))
+    except ValidationError as exc:
+        raise SectionError(f"procedures.yml: {exc}") from exc
+
+
+# Texts the Python code looks up by a fixed key (the rest are named by the sections above).
+CODE_KEYS = (
+    *(
+        f"guides.{k}"
+        for k in [
+            "step_header",
+            "btn_done",
+            "btn_fail",
+            "btn_back",
+            "btn_menu",
+            "btn_resume",
+            "btn_return",
+            "detour_note",
+            "branch_done",
+            "branch_done_alone",
+            "no_progress",
+            "resumed",
+        ]
+    ),
+    *(f"procedures.{k}" for k in ["ask_procedure", "ask_aspect", "checked_line", "btn_all", "aspect.mistakes"]),
+    *(f"procedures.aspect.{a}" for a in ASPECTS),
+    "eid.info",
+    "eid.level2_unlocks",
+    *(
+        f"renewal.{k}"
+        for k in [
+            "intro",
+            "ask_birth",
+            "ask_birth_year",
+            "ask_birth_month",
+            "ask_birth_day",
+            "ask_issue",
+            "ask_issue_month",
+            "ask_issue_day",
+            "bad_date",
+            "birth_in_future",
+            "issue_impossible",
+            "expired_session",
+            "rule",
+            "result_due",
+            "result_overdue",
+            "result_lifetime",
+            "old_card",
+            "old_card_lifetime",
+            "where",
+            "remind_offer",
+            "btn_remind",
+            "btn_restart",
+            "btn_back",
+            "btn_month",
+            "btn_decade",
+        ]
+    ),
+)
+FIXED_FACT_KEYS = ("renewal.rule", "renewal.old_card", "renewal.old_card_lifetime", "eid.info")
+
+
+def _placeholders(template: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(template) if name}
+
+
+def validate_all(content: Content) -> list[str]:
+    """Every problem with this area's content, as readable lines; an empty list means all is well."""
+    problems: list[str] = []
+    needed: set[str] = set(CODE_KEYS)
+    facts: set[str] = set(FIXED_FACT_KEYS)
+    try:
+        needed |= guides_section(content).text_keys()
+    except SectionError as exc:
+        problems.append(str(exc))
+    try:
+        procs = procedures_section(content)
+        needed |= procs.text_keys()
+        facts |= procs.fact_keys()
+    except SectionError as exc:
+        problems.append(str(exc))
+    problems += [f"missing text {key!r}" for key in sorted(needed) if not content.has(key)]
+    for key in sorted(facts):
+        if content.has(key):
+            entry = content.entry(key)
+            if not entry.source or entry.checked is None:
+                problems.append(f"fact {key!r} lacks `source` or `checked`")
+    own = re.compile(rf"^({'|'.join(OWN_STEMS)})\.")
+    own_keys = [key for key in content.keys() if own.match(key)]  # noqa: SIM118 (Content is no mapping)
+    if not problems:  # with a broken section every text it names would look unused
+        problems += [f"text {key!r} is never used" for key in own_keys if key not in needed]
+    for key in own_keys:
+        entry = content.entry(key)
+        try:
+            vi, en = _placeholders(entry.vi), _placeholders(entry.en)
+        except ValueError as exc:  # an unbalanced brace would crash at render time
+            problems.append(f"text {key!r}: {exc}")
+            continue
+        if vi != en:
+            problems.append(f"text {key!r}: placeholders differ between vi {sorted(vi)} and en {sorted(en)}")
+        if (entry.source is None) != (entry.checked is None):
+            problems.append(f"text {key!r}: `source` and `checked` go together")
+    return problems

@@ -1,0 +1,90 @@
+"""Essential online procedures: who, documents, fee, time, how and where, each fact with its source and date."""
+
+from __future__ import annotations
+
+import structlog
+
+from actions import callbacks
+from actions.base import Context
+from actions.content import Content
+from actions.content_schema import ProceduresSection, procedures_section
+from actions.types import Button, Incoming, Reply
+
+log = structlog.get_logger(__name__)
+
+LIST = "p_list"  # p_list: the procedures as buttons
+SHOW = "p_show"  # p_show|<procedure>|<aspect or "">: one aspect, or the overview when empty
+CALLBACKS = (LIST, SHOW)
+callbacks.register(*CALLBACKS)
+
+MISTAKES = "mistakes"  # shown like an aspect, though the NLU has no such entity value
+_ASPECTS_PER_ROW = 2
+
+
+def checked_line(ctx: Context, key: str) -> str | None:
+    """ "Checked on dd/mm/yyyy. Source: …" for a text that is a fact, else None."""
+    entry = ctx.content.entry(key)
+    if entry.checked is None or not entry.source:
+        return None
+    return ctx.t("procedures.checked_line", date=entry.checked.strftime("%d/%m/%Y"), source=entry.source)
+
+
+class ProceduresCapability:
+    """Answers `procedure_info` (entities `procedure`, `aspect`); owns the p_* callbacks."""
+
+    intents: tuple[str, ...] = ("procedure_info",)
+    callbacks: tuple[str, ...] = CALLBACKS
+
+    def __init__(self, content: Content) -> None:
+        self.section: ProceduresSection = procedures_section(content)
+
+    async def on_intent(self, inc: Incoming, ctx: Context) -> list[Reply]:
+        nlu = inc.nlu
+        pid = nlu.entity("procedure") if nlu else None
+        aspect = nlu.entity("aspect") if nlu else None
+        log.info("procedure_asked", procedure=pid, aspect=aspect)
+        return [self._answer(ctx, pid, aspect, edit=False)]
+
+    async def on_callback(self, inc: Incoming, ctx: Context) -> list[Reply]:
+        assert inc.callback is not None
+        action, args = inc.callback
+        if action == SHOW and args:
+            return [self._answer(ctx, args[0], args[1] if len(args) > 1 else None, edit=True)]
+        return [self._list(ctx, edit=True)]
+
+    def _answer(self, ctx: Context, pid: str | None, aspect: str | None, *, edit: bool) -> Reply:
+        if pid not in self.section.order:
+            return self._list(ctx, edit=edit)
+        assert pid is not None
+        if aspect in self.section.aspects or aspect == MISTAKES:
+            assert aspect is not None
+            return self._aspect(ctx, pid, aspect, edit=edit)
+        return self._overview(ctx, pid, edit=edit)
+
+    def _list(self, ctx: Context, *, edit: bool) -> Reply:
+        rows = tuple(
+            (Button(ctx.t(f"procedures.{pid}.name"), callbacks.encode(SHOW, pid, "")),) for pid in self.section.order
+        )
+        return Reply(ctx.t("procedures.ask_procedure"), rows, edit=edit)
+
+    def _overview(self, ctx: Context, pid: str, *, edit: bool) -> Reply:
+        key = f"procedures.{pid}.who"
+        parts = [f"<b>{ctx.t(f'procedures.{pid}.name')}</b>", ctx.t(key), checked_line(ctx, key)]
+        parts.append(ctx.t("procedures.ask_aspect"))
+        text = "\n\n".join(p for p in parts if p)
+        return Reply(text, self._aspect_buttons(ctx, pid, shown=None), edit=edit)
+
+    def _aspect(self, ctx: Context, pid: str, aspect: str, *, edit: bool) -> Reply:
+        key = f"procedures.{pid}.{aspect}"
+        title = f"<b>{ctx.t(f'procedures.{pid}.name')}</b> — {ctx.t(f'procedures.aspect.{aspect}')}"
+        parts = [title, ctx.t(key), checked_line(ctx, key)]
+        text = "\n\n".join(p for p in parts if p)
+        return Reply(text, self._aspect_buttons(ctx, pid, shown=aspect), edit=edit)
+
+    def _aspect_buttons(self, ctx: Context, pid: str, shown: str | None) -> tuple[tuple[Button, ...], ...]:
+        """The other aspects (the answered one first left out), common mistakes, and the procedure list."""
+        names = [a for a in (*self.section.aspects, MISTAKES) if a != shown]
+        buttons = [Button(ctx.t(f"procedures.aspect.{a}"), callbacks.encode(SHOW, pid, a)) for a in names]
+        rows = [tuple(buttons[i : i + _ASPECTS_PER_ROW]) for i in range(0, len(buttons), _ASPECTS_PER_ROW)]
+        rows.append((Button(ctx.t("procedures.btn_all"), callbacks.encode(LIST)),))
+        return tuple(rows)
