@@ -63,7 +63,7 @@ class BroadcastUI:
     """`/broadcast` composing, `/broadcasts`, `/broadcast_status`, `/staff`: staff only, every action audited."""
 
     intents: tuple[str, ...] = ()
-    callbacks = CALLBACKS
+    callbacks: tuple[str, ...] = CALLBACKS
     commands = ("broadcast", "broadcasts", "broadcast_status", "staff")
 
     def __init__(self, areas: Areas | None = None, rate: float = 30.0, paid_rate: float = 1000.0) -> None:

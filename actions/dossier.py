@@ -5,20 +5,23 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import unicodedata
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 import structlog
 from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from actions import callbacks
 from actions.base import Context
 from actions.content import Content
+from actions.feedback import offer_feedback
 from actions.types import Button, Incoming, Reply
 from portal.client import DossierNotFound, PortalError, PortalUnavailable, code_ref
 from portal.codes import find_code, looks_like_code_attempt, normalize_code
 from portal.models import Dossier
-from portal.poller import DeadlinesHook, DossierSource, next_poll_time
+from portal.poller import DossierSource, next_poll_time
 from store.models_dossier import DossierFollow, DossierPrompt
 
 log = structlog.get_logger(__name__)
@@ -29,6 +32,10 @@ callbacks.register(FOLLOW, UNFOLLOW, LIST, PICK, ASK)
 # Telegram start parameters allow only A-Za-z0-9_- (64 characters at most); codes never contain "_",
 # so dots travel as "_" and come back unambiguously.
 DEEP_LINK_PREFIX = "dossier_"
+
+# Hands a followed dossier's deadlines to reminders, in the update's own transaction: a second session would wait
+# on the first one's write lock under SQLite, and the follow and its reminders must commit together anyway.
+DeadlinesHook = Callable[[AsyncSession, int, str, list[tuple[str, dt.datetime]]], Awaitable[None]]
 _START_PARAM_MAX = 64
 
 
@@ -149,8 +156,8 @@ class _NoDossier:
 class DossierCapability:
     """Answers `check_status`; owns the `ds_` buttons; waits for a typed code after asking for one."""
 
-    intents = ("check_status",)
-    callbacks = (FOLLOW, UNFOLLOW, LIST, PICK, ASK)
+    intents: tuple[str, ...] = ("check_status",)
+    callbacks: tuple[str, ...] = (FOLLOW, UNFOLLOW, LIST, PICK, ASK)
 
     def __init__(
         self,
@@ -254,7 +261,7 @@ class DossierCapability:
             await ctx.session.flush()
             follow, ended = None, True
             if self._on_deadlines is not None:
-                await self._on_deadlines(ctx.user.id, code, [])
+                await self._on_deadlines(ctx.session, ctx.user.id, code, [])
         elif follow is not None:
             # The citizen has just seen this state: the poller must not announce it again as news.
             follow.fingerprint = dossier.fingerprint()
@@ -269,7 +276,7 @@ class DossierCapability:
         elif not dossier.final:
             rows.append((Button(ctx.t("dossier.btn_follow"), callbacks.encode(FOLLOW, code)),))
         rows.append(self._nav_row(ctx, count))
-        return [Reply(text, tuple(rows))]
+        return [await offer_feedback(ctx, "status", f"status:{int(dossier.status.code)}", Reply(text, tuple(rows)))]
 
     async def _follow(self, code: str, ctx: Context) -> Reply:
         if await self._follow_row(ctx, code) is not None:
@@ -300,7 +307,7 @@ class DossierCapability:
         await ctx.session.flush()
         log.info("dossier_followed", dossier=code_ref(code), follows=count + 1)
         if dossier is not None and self._on_deadlines is not None:
-            await self._on_deadlines(ctx.user.id, code, dossier.deadlines())
+            await self._on_deadlines(ctx.session, ctx.user.id, code, dossier.deadlines())
         key = "dossier.followed" if dossier is not None else "dossier.followed_portal_down"
         return Reply(ctx.t(key, code=code), self._unfollow_rows(ctx, code))
 
@@ -314,7 +321,7 @@ class DossierCapability:
         count = await self._count(ctx)
         log.info("dossier_unfollowed", dossier=code_ref(code))
         if self._on_deadlines is not None:
-            await self._on_deadlines(ctx.user.id, code, [])
+            await self._on_deadlines(ctx.session, ctx.user.id, code, [])
         return Reply(ctx.t("dossier.unfollowed", code=code), (self._nav_row(ctx, count),))
 
     async def _list(self, ctx: Context) -> Reply:

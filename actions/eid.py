@@ -7,7 +7,8 @@ import structlog
 from actions import callbacks
 from actions.base import Context
 from actions.content import Content
-from actions.guides import CALLBACKS, MENU, START, GuideEngine
+from actions.feedback import offer_feedback
+from actions.guides import CALLBACKS, MENU, START, GuideEngine, resume_button
 from actions.types import Button, Incoming, Reply
 
 log = structlog.get_logger(__name__)
@@ -58,7 +59,12 @@ class EidCapability:
             return await self.engine.start(ctx, _BRANCH_FOR_INTENT[intent])
         if intent in _MENU_FOR_INTENT:
             return [self.engine.menu_reply(ctx, _MENU_FOR_INTENT[intent])]
-        return [self._info(ctx)]
+        return [await offer_feedback(ctx, "eid_info", "eid.info", self._info(ctx))]
+
+    async def menu_buttons(self, ctx: Context) -> list[Button]:
+        """[Continue the guide] first in the main menu while a guide is left half-way."""
+        button = await resume_button(ctx)
+        return [button] if button is not None else []
 
     async def on_callback(self, inc: Incoming, ctx: Context) -> list[Reply]:
         return await self.engine.on_callback(inc, ctx)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 
@@ -61,6 +62,17 @@ def feedback_buttons(ctx: Context, topic: str, answer: str = "") -> tuple[Button
         Button(ctx.t("handover.fb_btn_up"), callbacks.encode(UP, key, shown)),
         Button(ctx.t("handover.fb_btn_down"), callbacks.encode(DOWN, key, shown)),
     )
+
+
+async def offer_feedback(ctx: Context, topic: str, answer: str, reply: Reply) -> Reply:
+    """`reply` with a [👍] [👎] row added the first time `topic` is answered in this conversation.
+
+    Capabilities call it on their answers (a guide finished, a procedure's fee, a dossier's status), not on the
+    questions they ask, so citizens are asked once per answer and at most once per topic.
+    """
+    if not await should_offer(ctx, topic):
+        return reply
+    return dataclasses.replace(reply, buttons=(*reply.buttons, feedback_buttons(ctx, topic, answer)))
 
 
 class FeedbackCapability:

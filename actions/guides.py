@@ -8,6 +8,7 @@ from actions import callbacks
 from actions.base import Context
 from actions.content import Content
 from actions.content_schema import MAX_DETOUR_DEPTH, GuideDef, GuidesSection, guides_section
+from actions.feedback import offer_feedback
 from actions.types import Button, Incoming, Reply
 from store.models_guides import GuideProgress
 
@@ -157,7 +158,7 @@ class GuideEngine:
             text = ctx.t(guide.done)
         rows = [(self._guide_button(ctx, nxt),) for nxt in guide.next]
         rows.append((self._menu_button(ctx),))
-        return [Reply(text, tuple(rows), edit=True)]
+        return [await offer_feedback(ctx, f"guide:{gid}", guide.done, Reply(text, tuple(rows), edit=True))]
 
     async def _fail(self, ctx: Context, stack: list[Frame]) -> list[Reply]:
         gid, step = stack[-1]

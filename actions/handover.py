@@ -230,14 +230,8 @@ def _safe_arg(value: str) -> str:
 
 
 def _in_reply_to(reply: Reply, message_id: int | None) -> Reply:
-    """The same reply threaded under `message_id` in the group, once Reply carries `reply_to`.
-
-    Staff can answer by replying to any of a ticket's messages, so this is a convenience, not a requirement.
-    """
-    if message_id is None or "reply_to" not in Reply.__dataclass_fields__:
-        return reply
-    changes: dict[str, Any] = {"reply_to": message_id}
-    return dataclasses.replace(reply, **changes)
+    """The same reply threaded under `message_id` in the group (staff can answer by replying to any of them)."""
+    return reply if message_id is None else dataclasses.replace(reply, reply_to=message_id)
 
 
 @dataclass(frozen=True)
@@ -292,6 +286,10 @@ class HandoverCapability:
     async def on_intent(self, inc: Incoming, ctx: Context) -> list[Reply]:
         # The router turns a menu press into this intent with no text; a typed request has text.
         return await self.open(inc, ctx, "intent" if inc.text else "menu")
+
+    async def observe(self, inc: Incoming, ctx: Context, intent: str | None) -> None:
+        """The router's report on each typed message: kept (redacted) so a ticket can show what came before."""
+        await remember(ctx, inc.text or "", intent)
 
     async def wants_text(self, ctx: Context) -> bool:
         ticket = await self._open_ticket(ctx.session, ctx.user.id)

@@ -32,8 +32,8 @@ def _rows(buttons: list[Button], per_row: int = 2) -> tuple[tuple[Button, ...], 
 class News:
     """The citizen side of broadcasts: subscribe, choose area and topics, unsubscribe (also from any broadcast)."""
 
-    intents = ("subscribe_news", "unsubscribe_news")
-    callbacks = CALLBACKS
+    intents: tuple[str, ...] = ("subscribe_news", "unsubscribe_news")
+    callbacks: tuple[str, ...] = CALLBACKS
     commands = ("subscribe", "unsubscribe")
 
     def __init__(self, areas: Areas | None = None) -> None:

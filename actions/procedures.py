@@ -8,6 +8,7 @@ from actions import callbacks
 from actions.base import Context
 from actions.content import Content
 from actions.content_schema import ProceduresSection, procedures_section
+from actions.feedback import offer_feedback
 from actions.types import Button, Incoming, Reply
 
 log = structlog.get_logger(__name__)
@@ -43,23 +44,25 @@ class ProceduresCapability:
         pid = nlu.entity("procedure") if nlu else None
         aspect = nlu.entity("aspect") if nlu else None
         log.info("procedure_asked", procedure=pid, aspect=aspect)
-        return [self._answer(ctx, pid, aspect, edit=False)]
+        return [await self._answer(ctx, pid, aspect, edit=False)]
 
     async def on_callback(self, inc: Incoming, ctx: Context) -> list[Reply]:
         assert inc.callback is not None
         action, args = inc.callback
         if action == SHOW and args:
-            return [self._answer(ctx, args[0], args[1] if len(args) > 1 else None, edit=True)]
+            return [await self._answer(ctx, args[0], args[1] if len(args) > 1 else None, edit=True)]
         return [self._list(ctx, edit=True)]
 
-    def _answer(self, ctx: Context, pid: str | None, aspect: str | None, *, edit: bool) -> Reply:
+    async def _answer(self, ctx: Context, pid: str | None, aspect: str | None, *, edit: bool) -> Reply:
         if pid not in self.section.order:
             return self._list(ctx, edit=edit)
         assert pid is not None
         if aspect in self.section.aspects or aspect == MISTAKES:
             assert aspect is not None
-            return self._aspect(ctx, pid, aspect, edit=edit)
-        return self._overview(ctx, pid, edit=edit)
+            reply = self._aspect(ctx, pid, aspect, edit=edit)
+        else:
+            reply = self._overview(ctx, pid, edit=edit)
+        return await offer_feedback(ctx, f"proc:{pid}", f"procedures.{pid}.{aspect or 'who'}", reply)
 
     def _list(self, ctx: Context, *, edit: bool) -> Reply:
         rows = tuple(

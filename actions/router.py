@@ -142,12 +142,15 @@ class Assistant:
         close = self._close_alternatives(nlu, ctx)
         if close:  # never guess silently between two readings
             await self._review(inc, ctx, nlu, "ambiguous")
+            await self._observe(inc, ctx, None)
             rows = tuple((Button(ctx.t(f"common.intent_label_{i}"), callbacks.encode("c_pick", i)),) for i in close)
             return [Reply(ctx.t("common.did_you_mean"), (*rows, (self._menu_button(ctx),)))]
         threshold = ctx.settings.nlu_fallback_threshold
         if nlu.intent is None or nlu.intent == FALLBACK_INTENT or nlu.confidence < threshold:
+            await self._observe(inc, ctx, None)
             return await self._fallback(inc, ctx, nlu)
         ctx.user.fallbacks_in_row = 0
+        await self._observe(inc, ctx, nlu.intent)
         return await self.dispatch(nlu.intent, inc, ctx)
 
     async def on_callback(self, inc: Incoming, ctx: Context) -> list[Reply]:
@@ -226,15 +229,24 @@ class Assistant:
         return Button(ctx.t("common.btn_menu"), callbacks.encode("c_menu"))
 
     def _close_alternatives(self, nlu: Understanding, ctx: Context) -> list[str]:
-        """The top intents when the best two are too close to call (never guess silently)."""
+        """The top intents when the best two are too close to call (never guess silently), unless even the best
+        is below the floor: then neither reading is worth offering and the message falls back."""
         ranked = [(i, c) for i, c in nlu.ranking if i != FALLBACK_INTENT]
         if len(ranked) < 2:
             return []
         (first, c1), (second, c2) = ranked[0], ranked[1]
-        if c1 - c2 >= ctx.settings.nlu_ambiguity_threshold:
+        if c1 - c2 >= ctx.settings.nlu_ambiguity_threshold or c1 < ctx.settings.nlu_ambiguity_floor:
             return []
         picks = [first, second]
         return [i for i in picks if i in self.by_intent or (i in SMALL_TALK and i != "out_of_scope")]
+
+    async def _observe(self, inc: Incoming, ctx: Context, intent: str | None) -> None:
+        """Tell the capabilities that keep figures or context (staff statistics, the messages shown to staff on
+        a handover) what a typed message was understood as: `intent` None when it was not understood."""
+        for cap in self.capabilities:
+            observe = getattr(cap, "observe", None)
+            if observe is not None:
+                await observe(inc, ctx, intent)
 
     async def _fallback(self, inc: Incoming, ctx: Context, nlu: Understanding) -> list[Reply]:
         await self._review(inc, ctx, nlu, "fallback")

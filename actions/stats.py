@@ -170,6 +170,11 @@ class StatsCapability:
     async def on_callback(self, inc: Incoming, ctx: Context) -> list[Reply]:
         return []
 
+    async def observe(self, inc: Incoming, ctx: Context, intent: str | None) -> None:
+        """The router's report on each typed message: counted by local day, understood or not."""
+        day = ctx.now.astimezone(ZoneInfo(ctx.settings.timezone)).date()
+        await count_message(ctx.session, day, intent is not None, intent)
+
     async def on_command(self, name: str, args: str, inc: Incoming, ctx: Context) -> list[Reply]:
         if not await is_staff(ctx):
             refused(ctx, name)

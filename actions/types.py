@@ -28,6 +28,7 @@ class Reply:
     buttons: tuple[tuple[Button, ...], ...] = ()
     edit: bool = False
     photo: str | None = None  # a Telegram file_id or an https URL; `text` is then the caption (<= 1024 chars)
+    reply_to: int | None = None  # thread the message under this one (staff group posts)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from telegram import Bot, Message, Update
+from telegram import Bot, Message, ReplyParameters, Update
 from telegram.constants import ChatType, ParseMode
 from telegram.error import BadRequest, Forbidden, TelegramError
 from telegram.ext import Application, CallbackQueryHandler, ContextTypes, MessageHandler, filters
@@ -75,7 +75,7 @@ class TelegramAdapter:
             parsed = callbacks.decode(query.data)
         except callbacks.BadCallback:
             log.warning("callback.rejected", update_id=update.update_id)
-            parsed = ("c_menu", ())  # a forged or stale payload gets the menu, nothing else
+            parsed = ("c_stale", ())  # a forged or stale payload gets "this button is old" and the menu, nothing else
         try:
             await query.answer()
         except TelegramError as exc:  # an old query can no longer be answered; the press is still handled
@@ -154,6 +154,7 @@ class TelegramAdapter:
         bot = self.bot
         for reply in replies:
             markup = keyboard(reply)
+            thread = ReplyParameters(reply.reply_to, allow_sending_without_reply=True) if reply.reply_to else None
             try:
                 if reply.edit and pressed is not None and len(reply.text) <= 4096:
                     try:
@@ -164,7 +165,12 @@ class TelegramAdapter:
                     continue
                 if reply.photo:
                     await bot.send_photo(
-                        chat_id, reply.photo, caption=reply.text or None, parse_mode=ParseMode.HTML, reply_markup=markup
+                        chat_id,
+                        reply.photo,
+                        caption=reply.text or None,
+                        parse_mode=ParseMode.HTML,
+                        reply_markup=markup,
+                        reply_parameters=thread,
                     )
                     continue
                 chunks = split_text(reply.text)
@@ -174,6 +180,7 @@ class TelegramAdapter:
                         chunk,
                         parse_mode=ParseMode.HTML,
                         reply_markup=markup if i == len(chunks) - 1 else None,
+                        reply_parameters=thread if i == 0 else None,
                     )
             except Forbidden:
                 log.info("send.blocked", chat=chat_id)

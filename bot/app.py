@@ -2,34 +2,70 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo
 
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from telegram import BotCommand, Update
-from telegram.ext import AIORateLimiter, Application, ApplicationBuilder
+from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, ExtBot
 from telegram.request import HTTPXRequest
 
+from actions import handover as handover_module
+from actions import renewal as renewal_module
 from actions.base import Capability
+from actions.broadcast_ui import ENGINE_SERVICE, BroadcastUI
 from actions.content import Content
+from actions.dossier import DossierCapability, render_change
+from actions.eid import EidCapability
+from actions.feedback import FeedbackCapability
+from actions.handover import HandoverCapability, OfficeHours, load_holidays
+from actions.news import News
+from actions.privacy import PrivacyCapability
+from actions.procedures import ProceduresCapability
+from actions.reminders import ReminderCapability
+from actions.renewal import RenewalCapability
 from actions.router import Assistant
+from actions.stats import StatsCapability
 from bot.adapter import TelegramAdapter
 from bot.processor import PerChatUpdateProcessor
 from bot.sender import TelegramSender
+from broadcast.audience import load_areas
+from broadcast.engine import BroadcastEngine
 from core.flood import FloodGuard
 from core.settings import Settings
 from nlu.client import NluClient, NluUnavailable
+from portal.breaker import CircuitBreaker
+from portal.client import PortalClient
+from portal.models import Dossier
+from portal.poller import DossierPoller
+from reminders import Dispatcher, make_deadlines_hook, sync_dossier_deadlines
+from reminders import schedule as schedule_reminders
 from store.db import make_engine, make_sessionmaker, migrate, unit_of_work
 from store.models import NluReview, ProcessedUpdate
 
 log = structlog.get_logger(__name__)
 
 PROCESSED_UPDATES_KEEP = dt.timedelta(days=2)  # Telegram keeps undelivered updates for 24 hours
-COMMANDS = ("start", "menu", "help", "lang", "privacy")
+COMMANDS = ("start", "menu", "help", "lang", "privacy", "forget")
+
+
+@dataclass
+class Wiring:
+    """What capabilities are built from: the settings, the texts, the database, and the service registry that
+    post_init fills (the outbound sender, the portal client, the broadcast engine) before the first update."""
+
+    settings: Settings
+    content: Content
+    sessions: async_sessionmaker[AsyncSession]
+    services: dict[str, Any]
 
 
 @dataclass
@@ -43,11 +79,18 @@ class Runtime:
     nlu: NluClient
     assistant: Assistant
     scheduler: AsyncIOScheduler
-    services: dict[str, object] = field(default_factory=dict)
+    services: dict[str, Any] = field(default_factory=dict)
     adapter: TelegramAdapter | None = None
+    port_bot: ExtBot[Any] | None = None
+    portal: PortalClient | None = None
+    dispatcher: Dispatcher | None = None
+    poller: DossierPoller | None = None
+    broadcasts: BroadcastEngine | None = None
+    background: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def purge(self) -> None:
-        """Forget what is no longer needed: handled update ids, and review-queue texts past retention."""
+        """Forget what is no longer needed: handled update ids, review-queue texts past retention, the recent
+        messages kept for handover posts, and renewal dialogues (they hold a date of birth) left unfinished."""
         now = dt.datetime.now(dt.UTC)
         async with unit_of_work(self.sessions) as session:
             await session.execute(
@@ -55,14 +98,52 @@ class Runtime:
             )
             cutoff = now - dt.timedelta(days=self.settings.review_retention_days)
             await session.execute(delete(NluReview).where(NluReview.created_at < cutoff))
+            await handover_module.purge(session, now)
+            await renewal_module.purge_stale(session, now)
 
 
-def build_capabilities(runtime_services: dict[str, object]) -> list[Capability]:
-    """The capabilities, in the order their menu buttons and text hooks are consulted."""
-    return []
+def build_capabilities(w: Wiring) -> list[Capability]:
+    """The capabilities, in the order their text hooks are consulted and their menu buttons shown.
+
+    Whoever is waiting for a typed answer goes first: an open handover ticket relays everything; a staff member
+    composing a broadcast types its text; a 👎 waits for "what was missing?"; reminders, renewal and dossier
+    lookups wait for a time, a date or a code. The rest answer intents only.
+    """
+    s, content = w.settings, w.content
+    tz = ZoneInfo(s.timezone)
+    areas = load_areas()
+    hours = OfficeHours.parse(s.office_hours, holidays=load_holidays(), timezone=s.timezone)
+    reminders = ReminderCapability(content, tz=tz, cap=s.reminder_cap)
+
+    async def dossier_deadlines(session: AsyncSession, user_id: int, code: str, deadlines: list[Any]) -> None:
+        await sync_dossier_deadlines(session, user_id, code, deadlines, tz=tz)
+
+    return [
+        HandoverCapability(
+            hours,
+            content=content,
+            sessions=w.sessions,
+            services=w.services,
+            repost_after_s=s.handover_repost_after_s,
+        ),
+        BroadcastUI(areas, rate=s.broadcast_rate, paid_rate=s.broadcast_paid_rate),
+        FeedbackCapability(),
+        PrivacyCapability(),
+        reminders,
+        RenewalCapability(content, remind=reminders.remind_renewal),
+        DossierCapability(
+            max_follows=s.dossier_max_follows,
+            poll_interval_s=s.portal_poll_interval_s,
+            on_deadlines=dossier_deadlines,
+        ),
+        EidCapability(content),
+        ProceduresCapability(content),
+        News(areas),
+        StatsCapability(),
+    ]
 
 
-CapabilityFactory = Callable[[dict[str, object]], list[Capability]]
+CapabilityFactory = Callable[[Wiring], list[Capability]]
 
 
 def build_application(
@@ -72,35 +153,61 @@ def build_application(
 ) -> tuple[Application, Runtime]:
     if settings.telegram_bot_token is None:
         raise ValueError("TELEGRAM_BOT_TOKEN is not set")
+    token = settings.telegram_bot_token.get_secret_value()
     content = content or Content.load()
     engine = make_engine(settings.database_url)
+    sessions = make_sessionmaker(engine)
     nlu = NluClient(
         settings.rasa_url,
         settings.rasa_token.get_secret_value(),
         connect_timeout=settings.nlu_connect_timeout_s,
         read_timeout=settings.nlu_read_timeout_s,
     )
-    services: dict[str, object] = {}
-    assistant = Assistant(nlu, (capabilities or build_capabilities)(services), unavailable=(NluUnavailable,))
+    services: dict[str, Any] = {}
+    wiring = Wiring(settings, content, sessions, services)
+    assistant = Assistant(nlu, (capabilities or build_capabilities)(wiring), unavailable=(NluUnavailable,))
     runtime = Runtime(
         settings=settings,
         content=content,
         engine=engine,
-        sessions=make_sessionmaker(engine),
+        sessions=sessions,
         nlu=nlu,
         assistant=assistant,
         scheduler=AsyncIOScheduler(timezone=dt.UTC),
         services=services,
     )
+    # Background sends (broadcasts, reminders, dossier notices, ticket posts) go through their own bot object and
+    # connection pool, with no PTB rate limiter: their callers pace them, and a 100,000-recipient broadcast must
+    # not queue the replies citizens are waiting for in the conversation.
+    runtime.port_bot = ExtBot(
+        token,
+        base_url=settings.telegram_base_url,
+        base_file_url=settings.telegram_base_url.replace("/bot", "/file/bot"),
+        request=HTTPXRequest(connection_pool_size=128, connect_timeout=5, read_timeout=10, write_timeout=10),
+    )
 
     async def post_init(app: Application) -> None:
         await migrate(settings.database_url)
-        services["sender"] = TelegramSender(app.bot)
+        assert runtime.port_bot is not None
+        await runtime.port_bot.initialize()
+        sender = TelegramSender(runtime.port_bot)
+        services["sender"] = sender
         services["bot_username"] = app.bot.username
+        runtime.portal = PortalClient(
+            settings.portal_base_url,
+            settings.portal_token_url,
+            settings.portal_client_id,
+            settings.portal_client_secret.get_secret_value(),
+            connect_timeout=settings.portal_connect_timeout_s,
+            read_timeout=settings.portal_read_timeout_s,
+            deadline_s=settings.portal_deadline_s,
+            breaker=CircuitBreaker(reset_timeout_s=settings.portal_breaker_reset_s),
+        )
+        services["portal"] = runtime.portal
         runtime.adapter = TelegramAdapter(
             settings=settings,
             content=content,
-            sessions=runtime.sessions,
+            sessions=sessions,
             assistant=assistant,
             services=services,
             flood=FloodGuard(settings.flood_messages_per_minute),
@@ -110,32 +217,102 @@ def build_application(
         for lang in ("vi", "en"):
             cmds = [BotCommand(c, content.text(f"bot.cmd_{c}", lang)) for c in COMMANDS]
             await app.bot.set_my_commands(cmds, language_code=lang if lang == "en" else None)
-        runtime.scheduler.add_job(runtime.purge, "interval", hours=1, id="purge", replace_existing=True)
-        runtime.scheduler.start()
+        _start_background(runtime, sender)
         log.info("bot.started", bot=app.bot.username)
 
     async def post_shutdown(_: Application) -> None:
-        if runtime.scheduler.running:
-            runtime.scheduler.shutdown(wait=False)
+        await _stop_background(runtime)
+        if runtime.portal is not None:
+            await runtime.portal.aclose()
+        if runtime.port_bot is not None:
+            with contextlib.suppress(RuntimeError):  # never initialised when start-up failed early
+                await runtime.port_bot.shutdown()
         await nlu.aclose()
         await engine.dispose()
         log.info("bot.stopped")
 
     builder: ApplicationBuilder = (
         Application.builder()
-        .token(settings.telegram_bot_token.get_secret_value())
+        .token(token)
         .base_url(settings.telegram_base_url)
         .base_file_url(settings.telegram_base_url.replace("/bot", "/file/bot"))
         .request(HTTPXRequest(connection_pool_size=64, connect_timeout=5, read_timeout=10, write_timeout=10))
         .get_updates_request(HTTPXRequest(connection_pool_size=2, connect_timeout=5, read_timeout=40))
         .concurrent_updates(PerChatUpdateProcessor(64))
         # Conversational replies are not throttled by us (the overall 30/s is a bulk limit, handled by the
-        # broadcast sender); the limiter retries after a 429's retry_after and keeps groups at 20/min.
+        # broadcast engine); the limiter retries after a 429's retry_after and keeps groups at 20/min.
         .rate_limiter(AIORateLimiter(overall_max_rate=0, overall_time_period=1, max_retries=3))
         .post_init(post_init)
         .post_shutdown(post_shutdown)
     )
     return builder.build(), runtime
+
+
+def _start_background(runtime: Runtime, sender: TelegramSender) -> None:
+    """The scheduler ticks; the database decides who does what, so two bot processes never do it twice."""
+    s, content, sessions = runtime.settings, runtime.content, runtime.sessions
+    tz = ZoneInfo(s.timezone)
+    scheduler = runtime.scheduler
+    scheduler.add_job(runtime.purge, "interval", hours=1, id="purge", replace_existing=True)
+
+    runtime.dispatcher = Dispatcher(sessions, sender, content, tz, interval_s=s.reminder_tick_s)
+    schedule_reminders(scheduler, runtime.dispatcher, s.reminder_tick_s)
+
+    if runtime.portal is not None:
+
+        async def notify(user_id: int, chat_id: int, dossier: Dossier, lang: str) -> None:
+            await sender.send(chat_id, render_change(content, dossier, lang, s.timezone))
+
+        runtime.poller = DossierPoller(
+            sessions,
+            runtime.portal,
+            notify,
+            on_deadlines=make_deadlines_hook(sessions, tz),
+            interval_s=s.portal_poll_interval_s,
+            budget_rps=s.portal_budget_rps,
+            run_s=s.portal_poll_run_s,
+        )
+        scheduler.add_job(
+            runtime.poller.run_once,
+            "interval",
+            seconds=s.portal_poll_run_s,
+            id="portal.poll",
+            replace_existing=True,
+            max_instances=1,
+            coalesce=True,
+        )
+
+    handover = next((c for c in runtime.assistant.capabilities if isinstance(c, HandoverCapability)), None)
+    if handover is not None:
+
+        async def repost() -> None:
+            await handover.repost_stale(dt.datetime.now(dt.UTC))
+
+        scheduler.add_job(repost, "interval", seconds=60, id="handover.repost", replace_existing=True, max_instances=1)
+
+    runtime.broadcasts = BroadcastEngine(
+        sessions, sender, content, rate=s.broadcast_rate, paid_rate=s.broadcast_paid_rate
+    )
+    runtime.services[ENGINE_SERVICE] = runtime.broadcasts
+    runtime.background.append(asyncio.create_task(runtime.broadcasts.run_forever(), name="broadcasts"))
+    scheduler.start()
+
+
+async def _stop_background(runtime: Runtime) -> None:
+    if runtime.scheduler.running:
+        runtime.scheduler.shutdown(wait=False)
+    if runtime.broadcasts is not None:
+        await runtime.broadcasts.stop()
+    for task in runtime.background:
+        try:
+            await asyncio.wait_for(task, timeout=15)
+        except TimeoutError:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    runtime.background.clear()
+    if runtime.dispatcher is not None:
+        await runtime.dispatcher.aclose()
 
 
 async def start_in_loop(app: Application, poll_timeout: int = 1) -> None:
@@ -157,3 +334,6 @@ async def stop_in_loop(app: Application) -> None:
     await app.shutdown()
     if app.post_shutdown is not None:
         await app.post_shutdown(app)
+
+
+__all__ = ["Runtime", "Wiring", "build_application", "build_capabilities", "start_in_loop", "stop_in_loop"]

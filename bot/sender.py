@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from telegram import ReplyParameters
 from telegram.constants import ParseMode
-from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, RetryAfter, TimedOut
+from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
 from telegram.ext import ExtBot
 
 from actions.outbox import Blocked, Migrated, RetryLater, SendError
@@ -16,33 +17,73 @@ TRANSIENT_RETRY_S = 2.0
 
 
 class TelegramSender:
-    """Sends without PTB's rate limiter retries: the callers (broadcast, reminders) own pacing and retries."""
+    """Sends for background work (broadcasts, reminders, dossier notices, handover posts).
+
+    It is given a bot with no rate limiter of its own: the callers own pacing and retries, and a 429 must reach
+    them at once (the broadcast engine pauses the whole sender on it) instead of being slept on here.
+    """
 
     def __init__(self, bot: ExtBot[Any]) -> None:
         self.bot = bot
 
     async def send(self, chat_id: int, reply: Reply, *, paid: bool = False) -> int:
+        markup = keyboard(reply)
+        thread = ReplyParameters(reply.reply_to, allow_sending_without_reply=True) if reply.reply_to else None
         try:
-            msg = await self.bot.send_message(
-                chat_id,
+            if reply.photo:
+                msg = await self.bot.send_photo(
+                    chat_id,
+                    reply.photo,
+                    caption=reply.text or None,
+                    parse_mode=ParseMode.HTML,
+                    reply_markup=markup,
+                    reply_parameters=thread,
+                    allow_paid_broadcast=paid or None,
+                )
+            else:
+                msg = await self.bot.send_message(
+                    chat_id,
+                    reply.text,
+                    parse_mode=ParseMode.HTML,
+                    reply_markup=markup,
+                    reply_parameters=thread,
+                    allow_paid_broadcast=paid or None,
+                )
+        except TelegramError as exc:
+            raise _mapped(exc) from exc
+        return msg.message_id
+
+    async def edit(self, chat_id: int, message_id: int, reply: Reply) -> None:
+        """Replace a message's text and buttons (progress reports, ticket posts); "not modified" is no error."""
+        try:
+            await self.bot.edit_message_text(
                 reply.text,
+                chat_id=chat_id,
+                message_id=message_id,
                 parse_mode=ParseMode.HTML,
                 reply_markup=keyboard(reply),
-                allow_paid_broadcast=paid or None,
-                rate_limit_args={"max_retries": 0},
             )
-        except RetryAfter as exc:
-            retry = exc.retry_after
-            seconds = retry.total_seconds() if hasattr(retry, "total_seconds") else float(retry)
-            raise RetryLater(seconds, "telegram 429") from exc
-        except ChatMigrated as exc:
-            raise Migrated(exc.new_chat_id) from exc
-        except Forbidden as exc:
-            raise Blocked(exc.message) from exc
         except BadRequest as exc:
-            if "chat not found" in exc.message.lower():
-                raise Blocked(exc.message) from exc
-            raise SendError(exc.message) from exc
-        except (TimedOut, NetworkError) as exc:  # TimedOut first: it is a NetworkError too
-            raise RetryLater(TRANSIENT_RETRY_S, type(exc).__name__) from exc
-        return msg.message_id
+            if "not modified" in exc.message.lower():
+                return
+            raise _mapped(exc) from exc
+        except TelegramError as exc:
+            raise _mapped(exc) from exc
+
+
+def _mapped(exc: TelegramError) -> SendError:
+    if isinstance(exc, RetryAfter):
+        retry = exc.retry_after
+        seconds = retry.total_seconds() if hasattr(retry, "total_seconds") else float(retry)
+        return RetryLater(seconds, "telegram 429")
+    if isinstance(exc, ChatMigrated):
+        return Migrated(exc.new_chat_id)
+    if isinstance(exc, Forbidden):
+        return Blocked(exc.message)
+    if isinstance(exc, BadRequest):
+        if "chat not found" in exc.message.lower():
+            return Blocked(exc.message)
+        return SendError(exc.message)
+    if isinstance(exc, TimedOut | NetworkError):  # TimedOut is a NetworkError too; both are transient
+        return RetryLater(TRANSIENT_RETRY_S, type(exc).__name__)
+    return SendError(getattr(exc, "message", str(exc)))

@@ -43,6 +43,12 @@ class Settings(BaseSettings):
     portal_client_secret: SecretStr = SecretStr("change-me")
     portal_connect_timeout_s: float = 2.0
     portal_read_timeout_s: float = 5.0
+    portal_deadline_s: float = 8.0  # the longest a citizen waits for one lookup, retries included
+    portal_breaker_reset_s: float = 30.0  # after the portal failed 3 times in a row, probe it again this much later
+    portal_poll_interval_s: float = 1800.0  # how often each followed dossier is looked up
+    portal_budget_rps: float = 2.0  # the most requests per second the poller may send to the portal
+    portal_poll_run_s: float = 5.0  # the poller wakes this often and uses at most budget × this many requests
+    dossier_max_follows: int = 10
 
     # Behaviour
     timezone: str = "Asia/Ho_Chi_Minh"
@@ -51,6 +57,14 @@ class Settings(BaseSettings):
     log_format: str = "json"  # json | console
     flood_messages_per_minute: int = 20
     review_retention_days: int = 90
+    reminder_cap: int = 20  # upcoming reminders one citizen may have
+    reminder_tick_s: float = 1.0
+
+    # Staff: broadcasts and handover
+    broadcast_rate: float = 30.0  # messages per second, all chats together (Telegram's bulk limit)
+    broadcast_paid_rate: float = 1000.0  # with allow_paid_broadcast
+    office_hours: str = "mon-fri 07:30-11:30,13:30-17:00"  # local time; holidays from data/holidays.yml
+    handover_repost_after_s: float = 1800.0  # a ticket nobody took is posted again after this long
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -91,7 +91,10 @@ class Delivery(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     broadcast_id: Mapped[int] = mapped_column(Integer, ForeignKey("broadcasts.id", ondelete="CASCADE"))
-    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    # NULL (and chat_id 0) once the citizen asked to be forgotten: the report keeps an anonymous count.
+    user_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("users.id", ondelete="SET NULL"), index=True, nullable=True
+    )
     chat_id: Mapped[int] = mapped_column(BigInteger)
     lang: Mapped[str] = mapped_column(String(2), default="vi")
     state: Mapped[str] = mapped_column(String(8), default=PENDING)

@@ -16,6 +16,7 @@ from telegram.ext import Application
 from bot.app import Runtime, build_application, start_in_loop, stop_in_loop
 from core.settings import Settings
 from nlu.server import RasaServer, RasaStartError, start_rasa
+from sandbox.portal.server import PortalEmulator
 from sandbox.telegram.client import SandboxClient
 from sandbox.telegram.server import TelegramEmulator
 
@@ -113,6 +114,22 @@ async def sandbox(tg: tuple[TelegramEmulator, str]) -> AsyncIterator[SandboxClie
     await client.aclose()
 
 
+@pytest.fixture(scope="session")
+async def portal_emulator() -> AsyncIterator[PortalEmulator]:
+    """The portal API emulator, a real HTTP server on a free port, for the whole session."""
+    emulator = PortalEmulator()
+    await emulator.start("127.0.0.1", 0)
+    yield emulator
+    await emulator.stop()
+
+
+@pytest.fixture
+def portal(portal_emulator: PortalEmulator) -> PortalEmulator:
+    """The portal emulator back at its seed: sample dossiers in every status, no faults, no tokens."""
+    portal_emulator.reset()
+    return portal_emulator
+
+
 def bot_settings(tg_url: str, db_url: str, rasa_url: str = "http://127.0.0.1:9", **overrides: object) -> Settings:
     values: dict[str, object] = {
         "telegram_bot_token": BOT_TOKEN,
@@ -123,9 +140,22 @@ def bot_settings(tg_url: str, db_url: str, rasa_url: str = "http://127.0.0.1:9",
         "webhook_url": None,
         "admin_ids": [],
         "staff_chat_id": None,
+        # Nothing listens on port 9: a test that needs the portal passes the emulator's URLs.
+        "portal_base_url": "http://127.0.0.1:9",
+        "portal_token_url": "http://127.0.0.1:9/oauth/token",
         **overrides,
     }
     return Settings.model_validate(values)
+
+
+def portal_settings(emulator: PortalEmulator) -> dict[str, object]:
+    """Settings overrides that point the bot at the portal emulator."""
+    return {
+        "portal_base_url": emulator.base_url,
+        "portal_token_url": emulator.token_url,
+        "portal_client_id": emulator.client_id,
+        "portal_client_secret": emulator.client_secret,
+    }
 
 
 class BotRunner:

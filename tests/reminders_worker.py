@@ -10,45 +10,20 @@ import argparse
 import asyncio
 import signal
 import sys
-from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from apscheduler.schedulers.asyncio import AsyncIOScheduler  # noqa: E402
-from telegram._utils.types import JSONDict  # noqa: E402
-from telegram.ext import BaseRateLimiter, ExtBot  # noqa: E402
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from telegram.ext import ExtBot
 
-import store.models_reminders  # noqa: E402, F401  (the reminders tables)
-from actions.content import Content  # noqa: E402
-from actions.when import VN_TZ  # noqa: E402
-from bot.sender import TelegramSender  # noqa: E402
-from core.logs import setup_logging  # noqa: E402
-from reminders import Dispatcher, schedule  # noqa: E402
-from store.db import make_engine, make_sessionmaker  # noqa: E402
-
-
-class PassThrough(BaseRateLimiter[dict[str, Any]]):
-    """No pacing: the dispatcher owns retries. (bot/sender.py passes `rate_limit_args`, which PTB accepts only
-    with a rate limiter set; the Application's AIORateLimiter wants an int there, this one ignores it.)"""
-
-    async def initialize(self) -> None:
-        return None
-
-    async def shutdown(self) -> None:
-        return None
-
-    async def process_request(
-        self,
-        callback: Callable[..., Coroutine[Any, Any, bool | JSONDict | list[JSONDict]]],
-        args: Any,
-        kwargs: dict[str, Any],
-        endpoint: str,
-        data: dict[str, Any],
-        rate_limit_args: dict[str, Any] | None,
-    ) -> bool | JSONDict | list[JSONDict]:
-        return await callback(*args, **kwargs)
+import store.models_reminders  # noqa: F401  (the reminders tables)
+from actions.content import Content
+from actions.when import VN_TZ
+from bot.sender import TelegramSender
+from core.logs import setup_logging
+from reminders import Dispatcher, schedule
+from store.db import make_engine, make_sessionmaker
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -69,7 +44,7 @@ async def serve(args: argparse.Namespace) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
-    async with ExtBot(args.token, base_url=args.api_url, rate_limiter=PassThrough()) as bot:
+    async with ExtBot(args.token, base_url=args.api_url) as bot:  # no limiter: the dispatcher paces
         dispatcher = Dispatcher(
             make_sessionmaker(engine),
             TelegramSender(bot),

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from actions.content import Content
+from bot.sender import TelegramSender
 from broadcast.engine import BroadcastEngine
 from sandbox.telegram import BotInfo, SandboxClient, TelegramEmulator
 from store.models import User
@@ -25,7 +26,7 @@ from store.models_news import (
     Broadcast,
     Delivery,
 )
-from tests.test_broadcast_support import TOKEN, EditingTelegramSender, add_subscribers, make_bot, make_db
+from tests.broadcast_support import TOKEN, add_subscribers, make_bot, make_db
 
 STAFF = 900001
 
@@ -57,10 +58,10 @@ async def sessions(tmp_path: Path) -> AsyncIterator[async_sessionmaker[AsyncSess
 
 
 @pytest.fixture
-async def sender(emu: TelegramEmulator) -> AsyncIterator[EditingTelegramSender]:
+async def sender(emu: TelegramEmulator) -> AsyncIterator[TelegramSender]:
     bot = make_bot(emu.api_url)
     async with bot:
-        yield EditingTelegramSender(bot)
+        yield TelegramSender(bot)
 
 
 async def queue_broadcast(
@@ -102,7 +103,7 @@ async def received(sc: SandboxClient, uid: int) -> list[dict[str, object]]:
 async def test_sends_to_the_area_once_with_unsubscribe_button(
     sc: SandboxClient,
     sessions: async_sessionmaker[AsyncSession],
-    sender: EditingTelegramSender,
+    sender: TelegramSender,
     content: Content,
 ) -> None:
     inside = list(range(1000, 1010))
@@ -137,7 +138,7 @@ async def test_sends_to_the_area_once_with_unsubscribe_button(
 async def test_blocked_citizens_are_marked_and_skipped_next_time(
     sc: SandboxClient,
     sessions: async_sessionmaker[AsyncSession],
-    sender: EditingTelegramSender,
+    sender: TelegramSender,
     content: Content,
 ) -> None:
     ids = list(range(2000, 2006))
@@ -173,7 +174,7 @@ async def test_blocked_citizens_are_marked_and_skipped_next_time(
 async def test_a_429_storm_is_absorbed_without_loss_or_duplicate(
     sc: SandboxClient,
     sessions: async_sessionmaker[AsyncSession],
-    sender: EditingTelegramSender,
+    sender: TelegramSender,
     content: Content,
 ) -> None:
     ids = list(range(3000, 3060))
@@ -199,7 +200,7 @@ async def test_a_429_storm_is_absorbed_without_loss_or_duplicate(
 async def test_staff_sees_progress_edits_and_a_final_report(
     sc: SandboxClient,
     sessions: async_sessionmaker[AsyncSession],
-    sender: EditingTelegramSender,
+    sender: TelegramSender,
     content: Content,
 ) -> None:
     staff = await sc.user(STAFF, "Cán bộ")
@@ -227,7 +228,7 @@ async def test_staff_sees_progress_edits_and_a_final_report(
 async def test_rows_left_sending_by_a_dead_engine_become_unknown_and_are_not_resent(
     sc: SandboxClient,
     sessions: async_sessionmaker[AsyncSession],
-    sender: EditingTelegramSender,
+    sender: TelegramSender,
     content: Content,
 ) -> None:
     ids = list(range(5000, 5010))

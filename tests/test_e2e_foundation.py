@@ -16,7 +16,7 @@ MENU_VI = "🪪 Tài khoản VNeID"
 
 
 async def replies(user: object, count: int = 1) -> list[SimMessage]:
-    return await user.wait_for(count=count, timeout=15)  # type: ignore[attr-defined,no-any-return]
+    return await user.wait_for(count=count, timeout=15)  # type: ignore[attr-defined]
 
 
 async def test_start_greets_in_vietnamese_with_menu(
@@ -39,10 +39,10 @@ async def test_greetings_are_understood_in_three_ways_of_typing(
     sandbox: SandboxClient, bots: BotRunner, rasa: RasaServer, db_url: str
 ) -> None:
     await bots.start(db_url, rasa_url=rasa.url)
-    bình = await sandbox.user(2002, first_name="Bình", language_code="vi")
+    binh = await sandbox.user(2002, first_name="Bình", language_code="vi")
     for text in ("xin chào", "xin chao", "chào bạn"):
-        await bình.send(text)
-        [reply] = await replies(bình)
+        await binh.send(text)
+        [reply] = await replies(binh)
         assert reply.body.startswith("Xin chào Bình!"), (text, reply.body)
         assert "🇬🇧 English" in reply.labels
     emily = await sandbox.user(2003, first_name="Emily", language_code="vi")
@@ -120,7 +120,7 @@ async def test_forged_callback_gets_the_menu(sandbox: SandboxClient, bots: BotRu
     khoa = await sandbox.user(2008, first_name="Khoa", language_code="vi")
     await khoa.command("menu")
     [menu] = await replies(khoa)
-    forged = {"message_id": menu.message_id, "data": "__import__('os').system('x')"}
+    forged = {"message_id": menu.message_id, "forged": "__import__('os').system('x')"}
     await sandbox.call("POST", "/_sandbox/users/2008/press", forged)
     [reply] = await replies(khoa)
     assert reply.body.startswith("Nút này đã cũ")

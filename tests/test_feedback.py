@@ -20,14 +20,13 @@ from actions.feedback import FeedbackCapability, feedback_buttons, should_offer
 from actions.handover import HandoverCapability, OfficeHours
 from actions.types import Button, Incoming, Reply
 from core.settings import Settings
-from store.base import Base
+from store.all_models import Base
 from store.models import NluReview, User
 from store.models_handover import Feedback, Ticket
 
 CITIZEN = 7002
 GROUP = -100600
 NOW = dt.datetime(2026, 3, 3, 2, 0, tzinfo=dt.UTC)  # Tuesday 09:00 in Vietnam
-TABLES = ("users", "nlu_review", "handover_tickets", "handover_messages", "recent_messages", "answer_feedback")
 
 
 class Sender:
@@ -56,7 +55,7 @@ async def sessions(tmp_path: Path) -> AsyncIterator[async_sessionmaker[AsyncSess
         dbapi_conn.execute("PRAGMA foreign_keys=ON")
 
     async with engine.begin() as conn:
-        await conn.run_sync(lambda c: Base.metadata.create_all(c, tables=[Base.metadata.tables[n] for n in TABLES]))
+        await conn.run_sync(Base.metadata.create_all)
     yield async_sessionmaker(engine, expire_on_commit=False)
     await engine.dispose()
 

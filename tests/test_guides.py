@@ -19,12 +19,13 @@ from actions.base import Context
 from actions.content import Content
 from actions.content_schema import ASPECTS, guides_section, procedures_section
 from actions.eid import EidCapability
+from actions.feedback import FeedbackCapability
 from actions.guides import decode_stack, encode_stack, resume_button, seek
 from actions.procedures import ProceduresCapability
 from actions.renewal import RenewalCapability
 from actions.types import Button, Entity, Incoming, Reply, Understanding
 from core.settings import Settings
-from store.base import Base
+from store.all_models import Base
 from store.models import User
 from store.models_guides import GuideProgress
 
@@ -43,11 +44,12 @@ class Harness:
         self.sessions = async_sessionmaker(engine, expire_on_commit=False)
         self.content = content
         self.lang = lang
-        self.settings = Settings(_env_file=None)
+        self.settings = Settings(_env_file=None)  # type: ignore[call-arg]
         self.caps: list[Any] = [
             EidCapability(content),
             ProceduresCapability(content),
             RenewalCapability(content, remind=_fake_remind),
+            FeedbackCapability(),
         ]
 
     async def _run(self, inc: Incoming, kind: str) -> list[Reply]:
@@ -324,8 +326,8 @@ async def test_every_button_of_every_flow_leads_somewhere(db: AsyncEngine, conte
                 assert b.label.strip(), f"unlabelled button after {via}"
                 action, args = callbacks.decode(b.data)
                 assert action in handled, f"{b.data} (after {via}) is handled by no capability"
-                if action == "r_remind":  # the reminders capability owns what happens next
-                    continue
+                if action in ("r_remind", *FeedbackCapability.callbacks):
+                    continue  # the reminders and feedback capabilities own what happens next (tested there)
                 below = None
                 if action in positional:
                     below = encode_stack(seek(frames, args[0], int(args[1]))[:-1])

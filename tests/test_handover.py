@@ -31,7 +31,7 @@ from actions.handover import (
 from actions.outbox import Blocked, RetryLater
 from actions.types import Button, Incoming, Reply, Understanding
 from core.settings import Settings
-from store.base import Base
+from store.all_models import Base
 from store.models import User
 from store.models_handover import CLOSED, TAKEN, WAITING, RecentMessage, Ticket
 
@@ -43,17 +43,6 @@ ADMIN = 9999
 # Tuesday 3 March 2026: 09:00 and 20:00 in Vietnam (UTC+7).
 IN_HOURS = dt.datetime(2026, 3, 3, 2, 0, tzinfo=dt.UTC)
 EVENING = dt.datetime(2026, 3, 3, 13, 0, tzinfo=dt.UTC)
-TABLES = (
-    "users",
-    "nlu_review",
-    "staff_members",
-    "audit_log",
-    "handover_tickets",
-    "handover_messages",
-    "recent_messages",
-    "answer_feedback",
-    "message_counts",
-)
 
 
 class FakeSender:
@@ -92,7 +81,7 @@ async def make_engine(path: Path) -> AsyncEngine:
         dbapi_conn.execute("PRAGMA foreign_keys=ON")
 
     async with engine.begin() as conn:
-        await conn.run_sync(lambda c: Base.metadata.create_all(c, tables=[Base.metadata.tables[n] for n in TABLES]))
+        await conn.run_sync(Base.metadata.create_all)
     return engine
 
 

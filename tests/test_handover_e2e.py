@@ -3,46 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Coroutine
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
-from telegram._utils.types import JSONDict
-from telegram.ext import BaseRateLimiter, ExtBot
 
 from actions.base import Capability
 from actions.handover import HandoverCapability, OfficeHours
-from bot.app import Runtime
-from bot.sender import TelegramSender
+from bot.app import Runtime, Wiring
 from sandbox.telegram.client import SandboxClient, SimGroup, SimMessage, SimUser
-from store.base import Base
 from store.db import unit_of_work
 from store.models_handover import CLOSED, Ticket
-from tests.conftest import BOT_TOKEN, BotRunner
-
-MY_TABLES = ("handover_tickets", "handover_messages", "recent_messages", "answer_feedback", "message_counts")
-
-
-class PassThrough(BaseRateLimiter[dict[str, Any]]):
-    """No pacing: each call goes straight out (the port's callers own pacing)."""
-
-    async def initialize(self) -> None:
-        return None
-
-    async def shutdown(self) -> None:
-        return None
-
-    async def process_request(
-        self,
-        callback: Callable[..., Coroutine[Any, Any, bool | JSONDict | list[JSONDict]]],
-        args: Any,
-        kwargs: dict[str, Any],
-        endpoint: str,
-        data: dict[str, Any],
-        rate_limit_args: dict[str, Any] | None,
-    ) -> bool | JSONDict | list[JSONDict]:
-        return await callback(*args, **kwargs)
+from tests.conftest import BotRunner
 
 
 def always_open() -> OfficeHours:
@@ -62,23 +33,11 @@ async def test_ticket_relay_take_close_and_rating(sandbox: SandboxClient, bots: 
     group = await sandbox.group("Tổ công tác 06", members=[staff], supergroup=True, bot_admin=True)
     handover = HandoverCapability(always_open())
 
-    def capabilities(_: dict[str, object]) -> list[Capability]:
+    def capabilities(_: Wiring) -> list[Capability]:
         return [handover]
 
     runtime = await bots.start(db_url, capabilities=capabilities, staff_chat_id=group.chat_id)
-    async with runtime.engine.begin() as conn:  # the lead's migrations do not have these tables yet
-        await conn.run_sync(lambda c: Base.metadata.create_all(c, tables=[Base.metadata.tables[n] for n in MY_TABLES]))
-    # The outbound port on its own bot object: bot/sender.py passes rate_limit_args as a dict, which the
-    # Application's AIORateLimiter (it wants an int) rejects — reported to the lead.
-    port_bot: ExtBot[dict[str, Any]] = ExtBot(
-        BOT_TOKEN, base_url=f"{sandbox_url(sandbox)}/bot", rate_limiter=PassThrough()
-    )
-    await port_bot.initialize()
-    runtime.services["sender"] = TelegramSender(port_bot)
-    try:
-        await _conversation(runtime, citizen, staff, group)
-    finally:
-        await port_bot.shutdown()
+    await _conversation(runtime, citizen, staff, group)
 
 
 async def _conversation(runtime: Runtime, citizen: SimUser, staff: SimUser, group: SimGroup) -> None:
@@ -122,7 +81,3 @@ async def _conversation(runtime: Runtime, citizen: SimUser, staff: SimUser, grou
     async with unit_of_work(runtime.sessions) as session:
         [ticket] = (await session.scalars(select(Ticket))).all()
         assert (ticket.status, ticket.rating, ticket.taken_by, ticket.user_id) == (CLOSED, 5, staff.id, citizen.id)
-
-
-def sandbox_url(client: SandboxClient) -> str:
-    return str(client._http.base_url).rstrip("/")

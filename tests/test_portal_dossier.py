@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import shutil
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -15,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 
 from actions import callbacks
 from actions.base import Context
-from actions.content import DEFAULT_DIR, Content
+from actions.content import Content
 from actions.dossier import (
     DossierCapability,
     decode_start_payload,
@@ -24,13 +23,13 @@ from actions.dossier import (
     mask_name,
     render_change,
 )
-from actions.types import Entity, Incoming, Reply, Understanding
+from actions.types import Button, Entity, Incoming, Reply, Understanding
 from core.settings import Settings
 from portal.breaker import CircuitBreaker
 from portal.client import PortalClient
 from portal.poller import DossierPoller
 from sandbox.portal.server import PortalEmulator
-from store.base import Base
+from store.all_models import Base
 from store.models import User
 from store.models_dossier import DossierFollow, DossierPrompt
 
@@ -56,11 +55,8 @@ NOW = dt.datetime(2026, 3, 2, 1, 0, tzinfo=dt.UTC)
 
 
 @pytest.fixture(scope="module")
-def content(tmp_path_factory: pytest.TempPathFactory) -> Content:
-    # Only this capability's file, so another area's work in progress cannot break these tests.
-    directory = tmp_path_factory.mktemp("content")
-    shutil.copy(DEFAULT_DIR / "dossier.yml", directory / "dossier.yml")
-    return Content.load(directory)
+def content() -> Content:
+    return Content.load()
 
 
 @pytest.fixture
@@ -95,11 +91,7 @@ async def engine() -> AsyncIterator[AsyncEngine]:
         dbapi_conn.execute("PRAGMA foreign_keys=ON")
 
     async with engine.begin() as conn:
-        await conn.run_sync(
-            lambda c: Base.metadata.create_all(
-                c, tables=[Base.metadata.tables[n] for n in ("users", "dossier_follows", "dossier_prompts")]
-            )
-        )
+        await conn.run_sync(Base.metadata.create_all)
     yield engine
     await engine.dispose()
 
@@ -144,12 +136,17 @@ async def type_text(cap: DossierCapability, ctx: Context, text: str) -> list[Rep
     return await cap.on_text(Incoming(USER_ID, USER_ID, ctx.lang, text=text), ctx)
 
 
+def own_buttons(reply: Reply) -> list[Button]:
+    """The dossier capability's buttons, without the [👍] [👎] row the first answer of a topic carries."""
+    return [b for row in reply.buttons for b in row if not b.data.startswith("fb_")]
+
+
 def button_data(reply: Reply) -> list[str]:
-    return [b.data for row in reply.buttons for b in row]
+    return [b.data for b in own_buttons(reply)]
 
 
 def button_labels(reply: Reply) -> list[str]:
-    return [b.label for row in reply.buttons for b in row]
+    return [b.label for b in own_buttons(reply)]
 
 
 async def follow_rows(ctx: Context) -> list[DossierFollow]:
@@ -176,6 +173,14 @@ async def test_code_in_a_sentence_is_answered_at_once(cap: DossierCapability, ct
     assert reply.buttons[0][0].label == "🔔 Theo dõi hồ sơ này"
     assert callbacks.decode(reply.buttons[0][0].data) == ("ds_follow", (PROCESSING,))
     assert button_labels(reply)[-1] == "🔎 Tra cứu hồ sơ khác"
+
+
+async def test_the_first_status_answer_asks_for_feedback_once(cap: DossierCapability, ctx: Context) -> None:
+    (first,) = await ask(cap, ctx, "tra cứu hồ sơ 000.00.12.H22-240101-0003")
+    assert [b.label for b in first.buttons[-1]] == ["👍", "👎"]
+    assert callbacks.decode(first.buttons[-1][1].data) == ("fb_down", ("status", "status:4"))
+    (again,) = await ask(cap, ctx, "tra cứu hồ sơ 000.00.12.H22-240101-0003")
+    assert not any(b.data.startswith("fb_") for row in again.buttons for b in row)
 
 
 async def test_entity_from_the_nlu_is_normalised(cap: DossierCapability, ctx: Context) -> None:
@@ -321,7 +326,7 @@ async def test_look_up_another_button_asks_for_a_code(cap: DossierCapability, ct
 async def test_follow_list_pick_unfollow(ctx: Context) -> None:
     handed: list[tuple[int, str, list[tuple[str, dt.datetime]]]] = []
 
-    async def on_deadlines(user_id: int, code: str, deadlines: list[tuple[str, dt.datetime]]) -> None:
+    async def on_deadlines(_: object, user_id: int, code: str, deadlines: list[tuple[str, dt.datetime]]) -> None:
         handed.append((user_id, code, deadlines))
 
     cap = DossierCapability(max_follows=3, on_deadlines=on_deadlines)

@@ -18,7 +18,7 @@ from portal.client import PortalClient
 from portal.models import Dossier
 from portal.poller import DossierPoller, RequestPacer, next_poll_time
 from sandbox.portal.server import PortalEmulator
-from store.base import Base
+from store.all_models import Base
 from store.models import User
 from store.models_dossier import DossierFollow
 
@@ -26,7 +26,6 @@ PROCESSING = "000.00.12.H22-240101-0003"  # status 4
 RECEIVED = "000.00.12.H22-240103-0002"  # status 2
 NEW = "000.00.12.H22-240102-0001"  # status 1
 INTERVAL = 1800.0
-TABLES = [Base.metadata.tables[name] for name in ("users", "dossier_follows", "dossier_prompts")]
 
 
 class Now:
@@ -105,7 +104,7 @@ async def portal(emu: PortalEmulator, now: Now) -> AsyncIterator[PortalClient]:
 async def sessions(db_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
     engine = _engine(db_url)
     async with engine.begin() as conn:
-        await conn.run_sync(lambda c: Base.metadata.create_all(c, tables=TABLES))
+        await conn.run_sync(Base.metadata.create_all)
     yield async_sessionmaker(engine, expire_on_commit=False)
     await engine.dispose()
 

@@ -22,7 +22,7 @@ from actions.when import VN_TZ
 from core.settings import Settings
 from reminders.messages import Formatter
 from reminders.store import create_reminder, sync_dossier_deadlines
-from store.base import Base
+from store.all_models import Base
 from store.models import User
 from store.models_reminders import CANCELLED, PENDING, STOPPED, Reminder, ReminderDraft
 
@@ -32,8 +32,8 @@ USER = 5151
 OTHER = 6262
 
 
-def local(*args: int) -> dt.datetime:
-    return dt.datetime(*args, tzinfo=VN_TZ)  # type: ignore[misc]
+def local(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> dt.datetime:
+    return dt.datetime(year, month, day, hour, minute, tzinfo=VN_TZ)
 
 
 class Harness:
@@ -44,7 +44,7 @@ class Harness:
         self.content = content
         self.lang = lang
         self.now = NOW
-        self.settings = Settings(_env_file=None)
+        self.settings = Settings(_env_file=None)  # type: ignore[call-arg]
         self.cap = ReminderCapability(content, cap=cap)
 
     async def _run(self, fn: Any, inc: Incoming, user_id: int = USER) -> list[Reply]:

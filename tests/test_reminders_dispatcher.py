@@ -20,7 +20,7 @@ from actions.types import Reply
 from actions.when import VN_TZ
 from reminders import Dispatcher, create_reminder, sync_dossier_deadlines
 from reminders.store import cancel
-from store.base import Base
+from store.all_models import Base
 from store.models import User
 from store.models_reminders import CANCELLED, CLAIMED, DROPPED, FAILED, PENDING, SENDING, SENT, UNKNOWN, Reminder
 
@@ -28,8 +28,8 @@ NOW = dt.datetime(2026, 11, 30, 2, 0, tzinfo=dt.UTC)  # Monday 09:00 in Hà Nộ
 AN, BINH, CHI = 101, 102, 103
 
 
-def local(*args: int) -> dt.datetime:
-    return dt.datetime(*args, tzinfo=VN_TZ)  # type: ignore[misc]
+def local(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> dt.datetime:
+    return dt.datetime(year, month, day, hour, minute, tzinfo=VN_TZ)
 
 
 class FakeSender:

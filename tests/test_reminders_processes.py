@@ -127,14 +127,16 @@ async def test_two_processes_deliver_every_reminder_exactly_once(
 ) -> None:
     sessions = make_sessionmaker(engine)
     users, per_user = 30, 4
-    tasks = await seed(sessions, sc, users, per_user, spread_s=3.0)
-    # Telegram's flood limits stay on (429s are retried), and each send takes a little while, so both
-    # processes are busy at the same moments and race for the same rows.
-    await sc.faults("sendMessage", count=len(tasks), delay=0.02)
+    # Both processes tick before the first reminder falls due (on a loaded machine starting one takes seconds),
+    # so they race for the same rows from the first one on.
     workers = [
         await spawn(db_url, emu, "--batch", "5", "--concurrency", "3", "--backoff", "1"),
         await spawn(db_url, emu, "--batch", "5", "--concurrency", "3", "--backoff", "1"),
     ]
+    tasks = await seed(sessions, sc, users, per_user, spread_s=3.0)
+    # Telegram's flood limits stay on (429s are retried), and each send takes a little while, so both
+    # processes are busy at the same moments.
+    await sc.faults("sendMessage", count=len(tasks), delay=0.02)
     try:
 
         async def all_sent() -> bool:

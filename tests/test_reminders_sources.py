@@ -21,7 +21,7 @@ from reminders import (
     sync_dossier_deadlines,
 )
 from reminders.store import cancel_all
-from store.base import Base
+from store.all_models import Base
 from store.models import User
 from store.models_reminders import PENDING, STOPPED, Reminder
 
@@ -30,8 +30,8 @@ USER = 777
 CODE = "38.98.H29-261120-0013"
 
 
-def local(*args: int) -> dt.datetime:
-    return dt.datetime(*args, tzinfo=VN_TZ)  # type: ignore[misc]
+def local(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> dt.datetime:
+    return dt.datetime(year, month, day, hour, minute, tzinfo=VN_TZ)
 
 
 @pytest.fixture
@@ -132,7 +132,10 @@ async def test_stop_these_is_remembered_by_later_syncs(sessions: async_sessionma
 
 async def test_poller_hook_is_one_unit_of_work(sessions: async_sessionmaker[AsyncSession]) -> None:
     hook = make_deadlines_hook(sessions)
-    far = dt.datetime.now(dt.UTC) + dt.timedelta(days=20)
+    # 17:00 local, 20 days ahead: all three reminder mornings (3 days, 1 day before, the day) fall before it,
+    # whatever time of day the suite runs.
+    day = (dt.datetime.now(VN_TZ) + dt.timedelta(days=20)).date()
+    far = dt.datetime.combine(day, dt.time(17, 0), VN_TZ)
     await hook(USER, CODE, [("supplement", far)])
     await hook(USER, CODE, [("supplement", far)])
     assert len(await rows(sessions)) == 3

@@ -17,14 +17,13 @@ from actions.content import DEFAULT_DIR, Content
 from actions.stats import StatsCapability, count_message
 from actions.types import Incoming, Reply
 from core.settings import Settings
-from store.base import Base
+from store.all_models import Base
 from store.models import User
 from store.models_handover import CLOSED, TAKEN, Feedback, MessageCount, Ticket
 
 ADMIN = 9999
 NOW = dt.datetime(2026, 3, 20, 3, 0, tzinfo=dt.UTC)  # Friday 10:00 in Vietnam
 TODAY = dt.date(2026, 3, 20)
-TABLES = ("users", "staff_members", "audit_log", "nlu_review", "handover_tickets", "answer_feedback", "message_counts")
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +43,7 @@ async def _engine(url: str) -> AsyncEngine:
             dbapi_conn.execute("PRAGMA foreign_keys=ON")
 
     async with engine.begin() as conn:
-        await conn.run_sync(lambda c: Base.metadata.create_all(c, tables=[Base.metadata.tables[n] for n in TABLES]))
+        await conn.run_sync(Base.metadata.create_all)
     return engine
 
 

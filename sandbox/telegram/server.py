@@ -32,9 +32,10 @@ the bot with `?bot=<bot id>` (default: the first token).
                               ("/start arg" gets a bot_command entity; in a group a bot without admin rights
                               and without can_read_all_group_messages only gets commands and replies to it)
     POST /_sandbox/users/{id}/edit   {chat_id?, message_id, text}  -> {"update_id": n | null}
-    POST /_sandbox/users/{id}/press  {chat_id?, message_id, data? | label? | row+col}
+    POST /_sandbox/users/{id}/press  {chat_id?, message_id, data? | label? | row+col | forged}
                               -> {"callback_query_id", "data", "update_id"} or {"url"} for a URL button;
-                              404 when the message has no such button
+                              404 when the message has no such button; `forged` sends that data as a
+                              modified client would
     POST /_sandbox/users/{id}/block | /unblock   (my_chat_member update) ; /deactivate
     POST /_sandbox/groups    {id?, title, members: [user ids], type? ("group"), bot_admin?, username?}
     POST /_sandbox/groups/{id}/members  {user_id}
@@ -437,6 +438,7 @@ class TelegramEmulator:
             label=body.get("label"),
             row=_opt_int(body.get("row")),
             col=_opt_int(body.get("col")),
+            forged=body.get("forged"),
         )
 
     async def _c_block(self, request: web.Request, bot: BotState) -> Any:

@@ -778,8 +778,13 @@ class BotState:
         label: str | None = None,
         row: int | None = None,
         col: int | None = None,
+        forged: str | None = None,
     ) -> dict[str, Any]:
-        """A user presses an inline button of a message they see; a callback button makes a callback_query."""
+        """A user presses an inline button of a message they see; a callback button makes a callback_query.
+
+        `forged` stands for a modified client: it sends that callback data for the message whatever its
+        buttons say (Telegram relays it; the bot must treat callback data as untrusted input).
+        """
         user, chat = self._actor_chat(user_id, chat_id)
         if chat.members is None and user.blocked:
             raise ControlError(409, "the user blocked the bot; unblock first")
@@ -788,6 +793,9 @@ class BotState:
             raise ControlError(404, f"message {message_id} not found in chat {chat.id}")
         markup = decode(rec.markup) if rec.markup else None
         keyboard = markup.get("inline_keyboard") if isinstance(markup, dict) else None
+        if forged is not None:
+            keyboard = [[{"text": "?", "callback_data": forged}]]
+            data, label, row, col = forged, None, None, None
         if not keyboard:
             raise ControlError(404, f"message {message_id} has no inline keyboard")
         button = _find_button(keyboard, data=data, label=label, row=row, col=col)
