@@ -31,6 +31,8 @@ class _Strict(BaseModel):
 class StepDef(_Strict):
     text: TextKey
     troubleshoot: Ident | None = None
+    # Question aspects (NLU `aspect` values, e.g. where) this step answers: "level 2 where?" opens the guide here.
+    answers: list[Ident] = Field(default_factory=list)
 
 
 class GuideDef(_Strict):
@@ -45,6 +47,13 @@ class GuideDef(_Strict):
     def branch_for(self, step: int) -> str | None:
         """The troubleshooting branch for 1-based `step`, or None when there is nowhere further to go."""
         return self.steps[step - 1].troubleshoot or self.troubleshoot
+
+    def step_for(self, aspect: str | None) -> int:
+        """The 1-based step that answers `aspect`, or 1 (the start) when no step does."""
+        for i, step in enumerate(self.steps, start=1):
+            if aspect is not None and aspect in step.answers:
+                return i
+        return 1
 
 
 class MenuOption(_Strict):

@@ -54,7 +54,9 @@ class EidCapability:
             gid = _GUIDE_FOR_LEVEL.get(level)
             if gid is None:  # ask with buttons, never free text
                 return [self.engine.menu_reply(ctx, "level")]
-            return await self.engine.start(ctx, gid)
+            # "level 2 — where?" opens the guide at the step that answers it; [Back] still leads to step 1.
+            aspect = inc.nlu.entity("aspect") if inc.nlu else None
+            return await self.engine.start(ctx, gid, step=self.engine.book.guides[gid].step_for(aspect))
         if intent in _BRANCH_FOR_INTENT:
             return await self.engine.start(ctx, _BRANCH_FOR_INTENT[intent])
         if intent in _MENU_FOR_INTENT:

@@ -88,10 +88,10 @@ class GuideEngine:
 
     # --- entry points ---------------------------------------------------------------------------------
 
-    async def start(self, ctx: Context, gid: str, *, edit: bool = False) -> list[Reply]:
-        await save_stack(ctx, [(gid, 1)])
-        log.info("guide_started", guide=gid)
-        return [self._step_reply(ctx, [(gid, 1)], edit=edit)]
+    async def start(self, ctx: Context, gid: str, *, edit: bool = False, step: int = 1) -> list[Reply]:
+        await save_stack(ctx, [(gid, step)])
+        log.info("guide_started", guide=gid, step=step)
+        return [self._step_reply(ctx, [(gid, step)], edit=edit)]
 
     async def resume(self, ctx: Context, *, edit: bool = False) -> list[Reply]:
         stack = await load_stack(ctx, self.book)

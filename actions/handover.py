@@ -114,7 +114,8 @@ class OfficeHours:
         holidays: frozenset[dt.date] = frozenset(),
         timezone: str = DEFAULT_TIMEZONE,
     ) -> OfficeHours:
-        """`"mon-fri 07:30-11:30,13:30-17:00; sat 08:00-11:00"`: day ranges, then comma-separated intervals."""
+        """`"mon-fri 07:30-11:30,13:30-17:00; sat 08:00-11:00"`: day ranges, then comma-separated intervals
+        (an interval may end at 24:00)."""
         weekly: dict[int, tuple[Interval, ...]] = {}
         for group in filter(None, (g.strip() for g in spec.split(";"))):
             days_part, _, spans_part = group.partition(" ")
@@ -169,8 +170,11 @@ def _parse_span(span: str) -> Interval:
     m = _SPAN.match(span)
     if not m:
         raise ValueError(f"office hours: bad interval {span!r} (want HH:MM-HH:MM)")
+    if int(m[1]) > 23 or int(m[2]) > 59 or int(m[4]) > 59 or int(m[3]) > 24 or (int(m[3]) == 24 and int(m[4])):
+        raise ValueError(f"office hours: bad interval {span!r} (want HH:MM-HH:MM)")
     start = dt.time(int(m[1]), int(m[2]))
-    end = dt.time(int(m[3]), int(m[4]))
+    # "24:00" closes at the end of the day, so "mon-sun 00:00-24:00" is open round the clock.
+    end = dt.time.max if int(m[3]) == 24 else dt.time(int(m[3]), int(m[4]))
     if end <= start:
         raise ValueError(f"office hours: interval {span!r} ends before it starts")
     return start, end
