@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import structlog
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from actions.outbox import Blocked
 from portal.client import DossierNotFound, PortalError, PortalUnavailable, code_ref
 from portal.models import Dossier
 from store.base import utcnow
@@ -245,6 +246,14 @@ class DossierPoller:
             # yet, so it is announced like any change.
             try:
                 await self._notify(claim.user_id, claim.chat_id, dossier, claim.lang)
+            except Blocked:
+                # Retrying would fail the same way every minute: stop polling for them until they write again
+                # (the adapter marks them active then). The follow keeps its old fingerprint, so the change is
+                # still announced when they come back.
+                log.info("dossier_notify_blocked", dossier=code_ref(claim.code))
+                await session.execute(update(User).where(User.id == claim.user_id).values(active=False))
+                report.notify_failed += 1
+                return
             except Exception:
                 # Not recorded, so the change is announced on the next try instead of being lost.
                 log.exception("dossier_notify_failed", dossier=code_ref(claim.code))
