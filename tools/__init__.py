@@ -1,0 +1,1 @@
+"""Developer tools: environment set-up and the launcher behind `make run`."""
