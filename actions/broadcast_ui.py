@@ -353,7 +353,8 @@ class BroadcastUI:
         engine = ctx.services.get(ENGINE_SERVICE)
         if engine is not None and hasattr(engine, "wake"):
             engine.wake()  # it still reads the row only after this update's transaction commits
-        return [Reply(ctx.t("news.queued", id=draft.id, count=count))]
+        # the controls become the confirmation (no second press), so the engine's progress message comes after it
+        return [Reply(ctx.t("news.queued", id=draft.id, count=count), edit=True)]
 
     async def _schedule_at(self, ctx: Context, draft: Broadcast, text: str) -> list[Reply]:
         tz = ZoneInfo(ctx.settings.timezone)

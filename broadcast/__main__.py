@@ -57,7 +57,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 def _make_sender(settings: Settings) -> tuple[Any, Any]:
     """The real Telegram sender (imported here so that creating rows needs no Telegram at all)."""
-    from telegram.ext import AIORateLimiter, ExtBot  # noqa: PLC0415 - only `run` talks to Telegram
+    from telegram.ext import ExtBot  # noqa: PLC0415 - only `run` talks to Telegram
     from telegram.request import HTTPXRequest  # noqa: PLC0415
 
     from bot.sender import TelegramSender  # noqa: PLC0415
@@ -67,8 +67,8 @@ def _make_sender(settings: Settings) -> tuple[Any, Any]:
     bot: ExtBot[None] = ExtBot(
         settings.telegram_bot_token.get_secret_value(),
         base_url=settings.telegram_base_url,
+        # no PTB limiter, as in the bot: the engine paces, and a 429 must reach it at once
         request=HTTPXRequest(connection_pool_size=128, connect_timeout=5, read_timeout=10, write_timeout=10),
-        rate_limiter=AIORateLimiter(overall_max_rate=0, overall_time_period=1, max_retries=0),
     )
     return bot, TelegramSender(bot)
 

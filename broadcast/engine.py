@@ -3,15 +3,16 @@
 How exactly-once holds:
 - Every recipient has a Delivery row, written `pending` when the broadcast starts (one INSERT ... SELECT, with a
   unique (broadcast, user) constraint) - before anything is sent.
-- An engine claims a small batch by moving rows `pending` -> `sending` in one committed statement
+- An engine claims a small batch by moving rows `pending` -> `sending` in one committed transaction
   (`SELECT ... FOR UPDATE SKIP LOCKED` on PostgreSQL, so two processes never claim the same row; SQLite
   serialises writers). Only then does it send them, and it records each outcome (`sent`, `failed`, `blocked`,
-  or back to `pending` with a retry time) in batches.
+  `unknown` when a request timed out after it left, or back to `pending` with a retry time) in batches.
 - An engine that dies leaves its claimed rows in `sending`. Once its heartbeat is stale another engine marks
   them `unknown`: the message may or may not have reached Telegram (the request may have been answered after
   the crash), and Telegram has no idempotency key to ask, so resending could deliver it twice. We prefer a
-  counted, reported uncertainty for a handful of rows (at most two claim batches, a fraction of a second of
-  sending) over duplicate announcements to citizens. Everything still `pending` is sent by whoever runs next.
+  counted, reported uncertainty for a handful of rows (at most three claim batches: the one being sent, one
+  queued and one being handed over; under a second of sending) over duplicate announcements to citizens.
+  Everything still `pending` is sent by whoever runs next.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ import asyncio
 import contextlib
 import datetime as dt
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import structlog
 from sqlalchemy import Table, and_, bindparam, delete, func, insert, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -57,6 +59,11 @@ from store.models_news import (
 log = structlog.get_logger(__name__)
 
 _D: Table = Delivery.__table__  # type: ignore[assignment]
+STAFF_ATTEMPTS = 4  # tries for one progress edit or report before giving up on it
+# Our spacing in a staff member's chat: Telegram allows about one message a second per chat, and the
+# conversation (Send now's confirmation, the next command) needs its share of it.
+STAFF_INTERVAL_S = 2.0
+REPORTS_DRAIN_S = 12.0  # how long stopping waits for the reports still being sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +135,23 @@ def report_text(content: Content, lang: str, b: Broadcast, p: Progress, rate: fl
     )
 
 
+# Failures after the request may have reached Telegram: it may have delivered the message, and a resend could
+# make a second copy. Connection failures before sending (connect errors, a full pool) are safe to retry.
+_IN_DOUBT = (httpx.ReadTimeout, httpx.WriteTimeout, httpx.RemoteProtocolError, httpx.ReadError)
+
+
+def _maybe_delivered(exc: BaseException) -> bool:
+    """True when the failed send was (perhaps) received: the cause chain holds a timeout or drop mid-request."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, _IN_DOUBT):
+            return True
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
 def _is_flood(exc: RetryLater) -> bool:
     """A 429 (pause everything) rather than a transient failure of one request (retry that one later)."""
     flag = getattr(exc, "flood", None)
@@ -180,6 +204,10 @@ class BroadcastEngine:
         self._wake = asyncio.Event()
         self._last_heartbeat = 0.0
         self._last_recovery = -1e9
+        # Reports to staff run beside delivery, so their pacing and retries never hold up the citizens' sends.
+        self._reports: set[asyncio.Task[None]] = set()
+        self._opening: dict[int, asyncio.Task[None]] = {}  # broadcast id -> sending its progress message
+        self._editing: set[int] = set()  # broadcasts whose progress edit is in flight
 
     # ---- lifecycle -----------------------------------------------------------------------------------
 
@@ -207,6 +235,7 @@ class BroadcastEngine:
                             await self._wake.wait()
                     self._wake.clear()
         finally:
+            await self._drain_reports()
             await self._retire()
             log.info("broadcast.engine_stopped", worker=self.worker_id)
 
@@ -220,7 +249,27 @@ class BroadcastEngine:
                 if not worked:
                     await asyncio.sleep(min(self.idle_poll_s, 0.2))
         finally:
+            await self._drain_reports()
             await self._retire()
+
+    def _spawn(self, coro: Awaitable[None], name: str) -> asyncio.Task[None]:
+        async def run() -> None:
+            try:
+                await coro
+            except Exception:
+                log.exception("broadcast.report_task_failed", task=name)
+
+        task = asyncio.create_task(run(), name=name)
+        self._reports.add(task)
+        task.add_done_callback(self._reports.discard)
+        return task
+
+    async def _drain_reports(self) -> None:
+        if not self._reports:
+            return
+        _, pending = await asyncio.wait(set(self._reports), timeout=REPORTS_DRAIN_S)
+        for task in pending:
+            task.cancel()
 
     async def _busy(self, broadcast_id: int | None) -> bool:
         async with self.sessions() as s:
@@ -352,14 +401,22 @@ class BroadcastEngine:
             text = report_text(self.content, lang, b, Progress(total, {PENDING: total}), self._rate(b), final=False)
         log.info("broadcast.started", broadcast=broadcast_id, recipients=total, paid=b.paid)
         if report_chat is not None:
-            message_id = await self._notify(report_chat, Reply(text))
-            if message_id is not None:
-                async with unit_of_work(self.sessions) as s:
-                    await s.execute(
-                        update(Broadcast)
-                        .where(Broadcast.id == broadcast_id)
-                        .values(progress_message_id=message_id, progress_at=now)
-                    )
+            # Send now's confirmation is going to that chat right now: leave it its turn
+            self.limiter.hold(report_chat, STAFF_INTERVAL_S)
+            self._opening[broadcast_id] = self._spawn(
+                self._open_progress(broadcast_id, report_chat, text, now), f"broadcast-{broadcast_id}-progress"
+            )
+
+    async def _open_progress(self, broadcast_id: int, chat_id: int, text: str, now: dt.datetime) -> None:
+        """The staff member's progress message, edited as delivery goes on and at the end."""
+        message_id = await self._notify(chat_id, Reply(text))
+        if message_id is not None:
+            async with unit_of_work(self.sessions) as s:
+                await s.execute(
+                    update(Broadcast)
+                    .where(Broadcast.id == broadcast_id)
+                    .values(progress_message_id=message_id, progress_at=now)
+                )
 
     # ---- delivering ------------------------------------------------------------------------------------
 
@@ -385,9 +442,16 @@ class BroadcastEngine:
             .with_for_update(skip_locked=True)
         )
         async with unit_of_work(self.sessions) as s:
+            # Two statements, not `UPDATE ... WHERE id IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)`: PostgreSQL
+            # may rescan such a subquery, and with SKIP LOCKED every rescan picks other rows, so one engine
+            # would claim far more than a batch (found when two engines shared a database: one took it all).
+            ids = list((await s.execute(pick)).scalars())
+            if not ids:
+                return []
             rows = await s.execute(
                 update(Delivery)
-                .where(Delivery.id.in_(pick.scalar_subquery()), Delivery.state == PENDING)
+                # the state guard: on SQLite (no row locks) another engine may have claimed some meanwhile
+                .where(Delivery.id.in_(ids), Delivery.state == PENDING)
                 .values(state=SENDING, claimed_by=self.worker_id, claimed_at=now)
                 .returning(Delivery.id, Delivery.user_id, Delivery.chat_id, Delivery.lang, Delivery.attempts)
                 .execution_options(synchronize_session=False)
@@ -481,17 +545,27 @@ class BroadcastEngine:
                     log.warning("broadcast.flood_wait", retry_after=exc.after_s)
                     at = self.clock() + dt.timedelta(seconds=exc.after_s)
                     return Outcome(item.id, PENDING, chat_id, item.user_id, retry_at=at)
+                if _maybe_delivered(exc):
+                    return self._in_doubt(item, chat_id, exc)
                 return self._transient(item, chat_id, str(exc))
             except SendError as exc:
                 self.stats["failed"] += 1
                 return Outcome(item.id, FAILED, chat_id, item.user_id, error=str(exc)[:200])
-            except Exception as exc:  # an unmapped network error: treated as transient, never lost
+            except Exception as exc:  # an unmapped network error: transient, never lost (unless maybe delivered)
                 log.warning("broadcast.send_error", error=type(exc).__name__, detail=str(exc)[:200])
+                if _maybe_delivered(exc):
+                    return self._in_doubt(item, chat_id, exc)
                 return self._transient(item, chat_id, type(exc).__name__)
             self.stats["sent"] += 1
             return Outcome(item.id, SENT, chat_id, item.user_id, message_id=message_id)
         self.stats["failed"] += 1
         return Outcome(item.id, FAILED, chat_id, item.user_id, error="migrated too often")
+
+    def _in_doubt(self, item: Claimed, chat_id: int, exc: BaseException) -> Outcome:
+        """The request left but no answer came: like a crash mid-send, counted `unknown`, never resent."""
+        self.stats["unknown_marked"] += 1
+        log.warning("broadcast.send_in_doubt", error=type(exc).__name__)
+        return Outcome(item.id, UNKNOWN, chat_id, item.user_id, error=f"no answer: {type(exc).__name__}"[:200])
 
     def _transient(self, item: Claimed, chat_id: int, reason: str) -> Outcome:
         if item.attempts + 1 >= self.max_attempts:
@@ -551,28 +625,50 @@ class BroadcastEngine:
         lang = (await s.execute(select(User.lang).where(User.id == user_id))).scalar_one_or_none()
         return lang or "vi"
 
+    async def _to_staff(self, chat_id: int, call: Callable[[], Awaitable[int | None]]) -> int | None:
+        """One report send or edit, on the normal budget. The staff chat has just had the conversation's own
+        answers (Send now's confirmation), so a per-chat 429 there is expected: wait it out a few times.
+        Never fatal for the broadcast."""
+        for attempt in range(1, STAFF_ATTEMPTS + 1):
+            try:
+                await self.limiter.acquire(chat_id, interval=STAFF_INTERVAL_S)
+                return await call()
+            except RetryLater as exc:
+                if _is_flood(exc):
+                    self.stats["flood_429"] += 1
+                    self.limiter.pause(exc.after_s)  # the flood limit is the whole bot's
+                if attempt == STAFF_ATTEMPTS:
+                    log.warning("broadcast.report_failed", error="RetryLater", attempts=attempt)
+                    return None
+                await asyncio.sleep(min(exc.after_s, self.backoff_max_s))
+            except Exception as exc:
+                log.warning("broadcast.report_failed", error=type(exc).__name__)
+                return None
+        return None
+
     async def _notify(self, chat_id: int, reply: Reply) -> int | None:
-        """A message to the staff member; on the normal budget, never fatal for the broadcast."""
-        try:
-            await self.limiter.acquire(chat_id)
+        """A message to the staff member."""
+
+        async def send() -> int | None:
             return await self.sender.send(chat_id, reply)
-        except Exception as exc:
-            log.warning("broadcast.report_failed", error=type(exc).__name__)
-            return None
+
+        return await self._to_staff(chat_id, send)
 
     async def _edit(self, chat_id: int, message_id: int, reply: Reply) -> None:
-        if not isinstance(self.sender, MessageEditor):
+        sender = self.sender
+        if not isinstance(sender, MessageEditor):
             return
-        try:
-            await self.limiter.acquire(chat_id)
-            await self.sender.edit(chat_id, message_id, reply)
+
+        async def edit() -> int | None:
+            await sender.edit(chat_id, message_id, reply)
             self.stats["progress_edits"] += 1
-        except Exception as exc:
-            log.warning("broadcast.progress_failed", error=type(exc).__name__)
+            return message_id
+
+        await self._to_staff(chat_id, edit)
 
     async def _maybe_progress(self, broadcast_id: int) -> None:
         """Edit the staff member's progress message, at most every `progress_every_s` across all engines."""
-        if not isinstance(self.sender, MessageEditor):
+        if not isinstance(self.sender, MessageEditor) or broadcast_id in self._editing:
             return
         now = self.clock()
         due = now - dt.timedelta(seconds=self.progress_every_s)
@@ -595,7 +691,15 @@ class BroadcastEngine:
             lang = await self._lang_of(s, b.created_by)
             reply = Reply(report_text(self.content, lang, b, p, self._rate(b), final=False))
             chat_id, message_id = b.report_chat_id, b.progress_message_id
-        await self._edit(chat_id, message_id, reply)
+        self._editing.add(broadcast_id)
+
+        async def edit() -> None:
+            try:
+                await self._edit(chat_id, message_id, reply)
+            finally:
+                self._editing.discard(broadcast_id)
+
+        self._spawn(edit(), f"broadcast-{broadcast_id}-edit")
 
     async def _finish_if_done(self, broadcast_id: int) -> None:
         """running -> done once no row is pending or in flight; exactly one engine then sends the report."""
@@ -620,7 +724,7 @@ class BroadcastEngine:
             p = await progress_of(s, broadcast_id)
             lang = await self._lang_of(s, b.created_by)
             text = report_text(self.content, lang, b, p, self._rate(b), final=True)
-            chat_id, message_id = b.report_chat_id, b.progress_message_id
+            chat_id = b.report_chat_id
         log.info(
             "broadcast.done",
             broadcast=broadcast_id,
@@ -629,8 +733,18 @@ class BroadcastEngine:
             blocked=p.get(BLOCKED),
             unknown=p.get(UNKNOWN),
         )
-        if chat_id is None:
-            return
+        if chat_id is not None:
+            self._spawn(self._final_report(broadcast_id, chat_id, Reply(text)), f"broadcast-{broadcast_id}-report")
+
+    async def _final_report(self, broadcast_id: int, chat_id: int, reply: Reply) -> None:
+        """The progress message edited into the final figures, then the report as a new message (it notifies)."""
+        opening = self._opening.pop(broadcast_id, None)
+        if opening is not None:
+            await asyncio.wait({opening})
+        async with self.sessions() as s:
+            message_id = (
+                await s.execute(select(Broadcast.progress_message_id).where(Broadcast.id == broadcast_id))
+            ).scalar_one_or_none()
         if message_id is not None:
-            await self._edit(chat_id, message_id, Reply(text))
-        await self._notify(chat_id, Reply(text))
+            await self._edit(chat_id, message_id, reply)
+        await self._notify(chat_id, reply)

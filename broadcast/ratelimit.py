@@ -68,19 +68,24 @@ class RateLimiter:
         self._chat_next: dict[int, float] = {}
         self.pauses = 0
 
-    def _chat_delay(self, chat_id: int) -> float:
+    def _chat_delay(self, chat_id: int, interval: float | None = None) -> float:
         now = self._clock()
         if len(self._chat_next) > 50_000:  # forget chats whose spacing has long passed (bounded memory)
             self._chat_next = {c: t for c, t in self._chat_next.items() if t > now}
-        # negative chat ids are groups and channels
-        interval = self.group_interval if chat_id < 0 else self.per_chat_interval
+        if interval is None:
+            # negative chat ids are groups and channels
+            interval = self.group_interval if chat_id < 0 else self.per_chat_interval
         slot = max(self._chat_next.get(chat_id, 0.0), now)
         self._chat_next[chat_id] = slot + interval
         return slot - now
 
-    async def acquire(self, chat_id: int, *, paid: bool = False) -> None:
-        """Wait until one more message to `chat_id` fits every limit."""
-        delay = self._chat_delay(chat_id)
+    def hold(self, chat_id: int, seconds: float) -> None:
+        """Someone else writes to `chat_id` now (a conversation's answer): our next send there waits `seconds`."""
+        self._chat_next[chat_id] = max(self._chat_next.get(chat_id, 0.0), self._clock() + seconds)
+
+    async def acquire(self, chat_id: int, *, paid: bool = False, interval: float | None = None) -> None:
+        """Wait until one more message to `chat_id` fits every limit (`interval`: this chat's own spacing)."""
+        delay = self._chat_delay(chat_id, interval)
         if delay > 0:
             await asyncio.sleep(delay)
         pacer = self.paid if paid else self.normal

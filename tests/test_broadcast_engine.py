@@ -209,7 +209,9 @@ async def test_staff_sees_progress_edits_and_a_final_report(
     await add_subscribers(sessions, [STAFF], None)  # the staff member's own users row (and a subscription)
     await add_subscribers(sessions, ids)
     bid = await queue_broadcast(sessions, report_chat=STAFF)
-    engine = BroadcastEngine(sessions, sender, content, progress_every_s=0.5)
+    # 15/s: about five seconds of sending, long enough for a progress edit between the staff chat's own
+    # spacing (STAFF_INTERVAL_S) and the final one
+    engine = BroadcastEngine(sessions, sender, content, rate=15.0, progress_every_s=0.5)
     await engine.run_until_idle(bid)
 
     msgs = await received(sc, staff.id)
