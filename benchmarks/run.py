@@ -16,6 +16,10 @@ RESULTS = Path(__file__).resolve().parent / "results.json"
 # name -> module exposing `async def run() -> dict[str, float]`; units are part of each figure's name.
 BENCHMARKS: dict[str, str] = {
     "conversation": "benchmarks.bench_conversation",
+    "reminders": "benchmarks.bench_reminders",
+    "portal": "benchmarks.bench_portal",
+    "broadcast": "benchmarks.bench_broadcast",
+    "nlu": "benchmarks.bench_nlu",
 }
 
 

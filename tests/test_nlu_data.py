@@ -218,6 +218,26 @@ def test_config_folds_diacritics_and_falls_back() -> None:
     assert (ROOT / "nlu" / "__init__.py").read_text() == ""
 
 
+def test_bot_thresholds_match_the_model_and_env_example() -> None:
+    # Rasa and the router each apply the thresholds; if they differ, one silently overrides the other
+    from core.settings import Settings
+
+    config = yaml.safe_load((ROOT / "config.yml").read_text(encoding="utf-8"))
+    (fallback,) = [c for c in config["pipeline"] if c["name"] == "FallbackClassifier"]
+    defaults = {name: field.default for name, field in Settings.model_fields.items()}
+    example = dict(
+        line.split("=", 1) for line in (ROOT / ".env.example").read_text(encoding="utf-8").splitlines() if "=" in line
+    )
+    assert defaults["nlu_fallback_threshold"] == fallback["threshold"] == float(example["NLU_FALLBACK_THRESHOLD"])
+    assert (
+        defaults["nlu_ambiguity_threshold"]
+        == fallback["ambiguity_threshold"]
+        == float(example["NLU_AMBIGUITY_THRESHOLD"])
+    )
+    # a choice of two readings is offered a little below the point where the bot would answer outright
+    assert 0 < defaults["nlu_ambiguity_floor"] <= defaults["nlu_fallback_threshold"]
+
+
 def test_examples_are_not_paraphrase_clones(training: dict[str, list[str]]) -> None:
     # a crude guard against padding an intent with one sentence in many spellings: no folded text twice
     counts = Counter(key(e) for exs in training.values() for e in exs)

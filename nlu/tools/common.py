@@ -184,6 +184,14 @@ def raw_top(result: dict[str, Any]) -> tuple[str | None, float]:
     return intent.get("name"), float(intent.get("confidence") or 0.0)
 
 
+def runner_up(result: dict[str, Any]) -> tuple[str, float]:
+    """The classifier's second intent and its confidence (FallbackClassifier's substitution ignored)."""
+    ranked = [i for i in result.get("intent_ranking") or [] if i.get("name") != FALLBACK]
+    if len(ranked) < 2:
+        return FALLBACK, 0.0
+    return str(ranked[1].get("name")), float(ranked[1].get("confidence") or 0.0)
+
+
 def entity_pairs(result: dict[str, Any]) -> set[tuple[str, str]]:
     return {(e["entity"], str(e["value"])) for e in result.get("entities") or [] if e["entity"] in CONTRACT_ENTITIES}
 
@@ -196,6 +204,7 @@ def score(examples: Iterable[Example], results: Iterable[dict[str, Any]]) -> dic
     pred: list[str] = []
     raw: list[str] = []
     conf: list[float] = []
+    second: list[tuple[str, float]] = []
     accented: list[bool] = []
     tp = fp = fn = 0
     per_entity: dict[str, list[int]] = {e: [0, 0, 0] for e in CONTRACT_ENTITIES}
@@ -207,6 +216,7 @@ def score(examples: Iterable[Example], results: Iterable[dict[str, Any]]) -> dic
         pred.append(top)
         raw.append(name or FALLBACK)
         conf.append(confidence)
+        second.append(runner_up(res))
         accented.append(has_diacritics(ex.text))
         want = set(ex.entities)
         got = entity_pairs(res)
@@ -261,4 +271,5 @@ def score(examples: Iterable[Example], results: Iterable[dict[str, Any]]) -> dic
         "_gold": gold,
         "_raw": raw,
         "_confidence": conf,
+        "_second": second,
     }

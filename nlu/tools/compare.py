@@ -52,14 +52,15 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
         args.out.write_text(json.dumps(rows, ensure_ascii=False, indent=1), encoding="utf-8")
     print(
-        "| pipeline | CV macro F1 | held-out acc | accented | unaccented | entity F1 (held-out) "
+        "| pipeline | CV macro F1 | CV entity F1 | held-out acc | accented | unaccented | entity F1 (held-out) "
         "| train s | p50 ms | p99 ms | RSS MB |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         h, lat, cv = r["heldout"], r["latency"], r.get("cv", {})
         print(
-            f"| {Path(r['config']).stem} | {cv.get('macro_f1', float('nan')):.3f} | {h['raw_accuracy']:.3f} "
+            f"| {Path(r['config']).stem} | {cv.get('macro_f1', float('nan')):.3f} "
+            f"| {cv.get('entity_f1', float('nan')):.3f} | {h['raw_accuracy']:.3f} "
             f"| {h['raw_accuracy_accented']:.3f} | {h['raw_accuracy_unaccented']:.3f} | {h['entity_f1']:.3f} "
             f"| {r['train_seconds']} | {lat['parse_p50_ms']} | {lat['parse_p99_ms']} | {lat['server_rss_mb']} |"
         )

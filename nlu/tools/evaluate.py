@@ -1,7 +1,9 @@
 """Evaluate the NLU: 5-fold cross-validation on data/nlu and the held-out set, against the project's targets.
 
 Usage (repo root, Rasa env):  python -m nlu.tools.evaluate [--quick] [--model PATH] [--config config.yml]
-  --quick       held-out set only (no cross-validation), on the given or latest model
+  (default)     held-out set on the given or latest model, one timed training of --config on all of data/nlu,
+                and 5-fold cross-validation of --config
+  --quick       held-out set only (no training, no cross-validation)
   --latency     also start a loopback server on the model and measure parse p50/p99 and RSS
   --json PATH   where to write the summary (default var/nlu/evaluation.json)
   --confusion PATH  write the cross-validation confusion matrix image (e.g. docs/nlu-confusion.png)
@@ -144,7 +146,7 @@ def confusion_png(gold: list[str], pred: list[str], path: Path, title: str) -> N
 
 
 def threshold_table(
-    result: dict[str, Any], steps: tuple[float, ...] = (0.2, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6)
+    result: dict[str, Any], steps: tuple[float, ...] = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6)
 ) -> list[dict[str, float]]:
     """What a FallbackClassifier threshold would do on these predictions (raw classifier output).
 
@@ -164,6 +166,41 @@ def threshold_table(
             }
         )
     return rows
+
+
+def ambiguity_table(
+    result: dict[str, Any], floor: float, margins: tuple[float, ...] = (0.0, 0.05, 0.08, 0.1, 0.12, 0.15, 0.2)
+) -> list[dict[str, float]]:
+    """What the bot's "did you mean" rule (top two closer than `margin`, best at least `floor`) would do.
+
+    asked: share of messages answered with the two buttons; asked_right: of those, the share where the true
+    intent is one of the two; wrong_caught: share of all messages whose wrong top intent the question turns
+    into a choice the citizen can correct.
+    """
+    rows = []
+    items = list(zip(result["_gold"], result["_raw"], result["_confidence"], result["_second"], strict=True))
+    for m in margins:
+        asked = [(g, p, s) for g, p, c, (s, c2) in items if c >= floor and c - c2 < m]
+        rows.append(
+            {
+                "margin": m,
+                "asked": round(len(asked) / len(items), 4),
+                "asked_right": round(sum(g in (p, s) for g, p, s in asked) / len(asked), 4) if asked else 1.0,
+                "wrong_caught": round(sum(g != p and g == s for g, p, s in asked) / len(items), 4),
+            }
+        )
+    return rows
+
+
+def print_tables(summary: dict[str, Any]) -> None:
+    print("held-out: fallback threshold (raw classifier confidence)")
+    print("  threshold  accuracy  wrong_accepted  fallback")
+    for r in summary["heldout_threshold_table"]:
+        print(f"  {r['threshold']:9.2f}  {r['accuracy']:8.4f}  {r['wrong_accepted']:14.4f}  {r['fallback']:8.4f}")
+    print(f"held-out: did-you-mean margin (floor {summary['ambiguity_floor']})")
+    print("  margin  asked  asked_right  wrong_caught")
+    for r in summary["heldout_ambiguity_table"]:
+        print(f"  {r['margin']:6.2f}  {r['asked']:5.3f}  {r['asked_right']:11.3f}  {r['wrong_caught']:12.3f}")
 
 
 def check_targets(summary: dict[str, Any]) -> list[tuple[str, float, str, bool]]:
@@ -200,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--latency", action="store_true", help="measure parse latency/RSS through the HTTP API")
     ap.add_argument("--json", type=Path, default=ROOT / "var" / "nlu" / "evaluation.json")
     ap.add_argument("--confusion", type=Path, help="write the CV confusion matrix PNG here")
+    ap.add_argument("--ambiguity-floor", type=float, default=0.25, help="the bot's NLU_AMBIGUITY_FLOOR")
     ap.add_argument("--min-accuracy", type=float, default=TARGETS["heldout_accuracy_min"])
     args = ap.parse_args(argv)
     TARGETS["heldout_accuracy_min"] = args.min_accuracy
@@ -223,9 +261,15 @@ def main(argv: list[str] | None = None) -> int:
         nlu_heldout_entity_f1=round(ho["entity_f1"], 4),
         nlu_heldout_entity_f1_by_type=ho["entity_f1_by_type"],
         heldout_threshold_table=threshold_table(ho),
+        ambiguity_floor=args.ambiguity_floor,
+        heldout_ambiguity_table=ambiguity_table(ho, args.ambiguity_floor),
         heldout_errors=ho["errors"],
     )
     if not args.quick:
+        log(f"training time: {args.config} on all of data/nlu, from scratch")
+        with tempfile.TemporaryDirectory(prefix="nlu-timed-") as tmp:
+            _, seconds = train_to(args.config, DATA, Path(tmp), "timed")
+        summary["nlu_train_seconds"] = round(seconds, 1)
         log(f"cross-validation: {args.folds} folds with {args.config}")
         cv = cross_validate(args.config, args.folds)
         summary.update(
@@ -252,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     args.json.write_text(json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8")
     rows = check_targets(summary)
     print(f"model: {model}")
+    print_tables(summary)
     for key in ("nlu_cv_macro_f1", "nlu_cv_entity_f1", "nlu_heldout_entity_f1", "nlu_heldout_fallback_rate"):
         if key in summary:
             print(f"{key:34s} {summary[key]:.4f}")

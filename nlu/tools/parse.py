@@ -3,6 +3,8 @@
 Reads one utterance per line on stdin; writes one JSON object per line on stdout:
 {"text", "intent", "confidence", "entities": [{"entity", "value", "start", "end"}]} (values after synonym
 mapping and normalisation).  Usage:  echo "kich hoat vneid muc 2" | python -m nlu.tools.parse [--model PATH]
+--ranking adds the classifier's top three intents ([intent, confidence]), which is what the bot's fallback and
+"did you mean" thresholds look at.
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ import json
 import sys
 from pathlib import Path
 
-from nlu.tools.common import Parser, latest_model, simplify
+from nlu.tools.common import FALLBACK, Parser, latest_model, simplify
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", type=Path, help="model file (default: the latest in models/)")
+    ap.add_argument("--ranking", action="store_true", help="also print the top three intents")
     args = ap.parse_args(argv)
     model = args.model or latest_model()
     if model is None or not model.exists():
@@ -29,7 +32,12 @@ def main(argv: list[str] | None = None) -> int:
             text = line.rstrip("\r\n")
             if not text.strip():
                 continue
-            print(json.dumps(simplify(parser.parse(text)), ensure_ascii=False), flush=True)
+            result = parser.parse(text)
+            out = simplify(result)
+            if args.ranking:
+                ranked = [i for i in result.get("intent_ranking") or [] if i.get("name") != FALLBACK]
+                out["ranking"] = [[i["name"], round(float(i["confidence"]), 4)] for i in ranked[:3]]
+            print(json.dumps(out, ensure_ascii=False), flush=True)
     finally:
         parser.close()
     return 0

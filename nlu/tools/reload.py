@@ -9,7 +9,7 @@
 requests failed (it should be 0) and the slowest one.
 
 Usage (repo root, Rasa env):
-  python -m nlu.tools.reload models/nlu-<hash>.tar.gz --url http://127.0.0.1:5005 --token "$RASA_TOKEN" [--watch]
+  python -m nlu.tools.reload [models/nlu-<hash>.tar.gz] --url http://127.0.0.1:5005 --token "$RASA_TOKEN" [--watch]
 """
 
 # ruff: noqa: PLC0415 - Rasa, TensorFlow and the database drivers are imported where used: importing them
@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nlu.tools.common import TARGETS, quiet_rasa
+from nlu.tools.common import MODELS, TARGETS, latest_model, quiet_rasa
 from nlu.tools.server import request_json
 
 PROBES = ["kich hoat vneid muc 2", "quên mật khẩu", "ho so 000.00.12.H22-240101-0003", "hello", "gplx het han"]
@@ -90,13 +90,17 @@ def status(url: str, token: str) -> dict[str, Any]:
 def validate(model: Path, min_accuracy: float) -> tuple[bool, float]:
     from nlu.tools.evaluate import heldout
 
-    result = heldout(model)
+    try:
+        result = heldout(model)
+    except Exception as exc:  # any model that does not load and parse is refused
+        print(f"nlu-reload: {model.name} does not load: {type(exc).__name__}: {str(exc)[:300]}")
+        return False, 0.0
     return result["accuracy"] >= min_accuracy, float(result["accuracy"])
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("model", type=Path)
+    ap.add_argument("model", type=Path, nargs="?", help="default: the model of the current data (models/)")
     ap.add_argument("--url", default=os.environ.get("RASA_URL", "http://127.0.0.1:5005"))
     ap.add_argument("--token", default=os.environ.get("RASA_TOKEN", ""))
     ap.add_argument("--min-accuracy", type=float, default=TARGETS["heldout_accuracy_min"])
@@ -104,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--settle", type=float, default=3.0, help="seconds to keep watching after the swap")
     args = ap.parse_args(argv)
     quiet_rasa()
-    model = args.model.resolve()
+    model = (args.model or latest_model() or MODELS / "nlu-missing.tar.gz").resolve()
     if not model.is_file():
         print(f"nlu-reload: no such model file {model}", file=sys.stderr)
         return 2

@@ -4,7 +4,8 @@ The rows are already PII-redacted by the bot. A maintainer checks each line, mov
 and pastes it into data/nlu/<area>.yml (never into data/nlu_heldout/).
 
 Usage (repo root):  python -m nlu.tools.review [--database-url URL] [--since-days N] [--out FILE]
-The URL defaults to $DATABASE_URL, then to the bot's default sqlite file var/assistant.db. sqlite URLs are
+The URL defaults to $DATABASE_URL, then DATABASE_URL in .env, then the bot's default sqlite file
+var/assistant.db, then the local sandbox's var/sandbox.db (`make run` without a Telegram token). sqlite URLs are
 read with the standard library; PostgreSQL URLs need psycopg (3) or psycopg2.
 """
 
@@ -64,6 +65,8 @@ def fetch(url: str, since: dt.datetime | None) -> list[Row]:
         path = url.split(":///", 1)[1] if ":///" in url else ""
         if not path or path == ":memory:":
             raise SystemExit(f"nlu-review: not a sqlite file URL: {url}")
+        if not Path(path).is_file():
+            raise SystemExit(f"nlu-review: no database at {path} (pass --database-url or set DATABASE_URL)")
         uri = f"file:{path}?mode=ro"
         where = " WHERE created_at >= ?" if since else ""
         params = (since.strftime("%Y-%m-%d %H:%M:%S"),) if since else ()
@@ -148,10 +151,24 @@ def render(rows: list[Row], skip: set[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def default_url() -> str:
+    if os.environ.get("DATABASE_URL"):
+        return os.environ["DATABASE_URL"]
+    env_file = ROOT / ".env"
+    if env_file.is_file():
+        for line in env_file.read_text(encoding="utf-8").splitlines():
+            key, _, value = line.partition("=")
+            if key.strip() == "DATABASE_URL" and value.strip():
+                return value.strip().strip("'\"")
+    for name in ("assistant.db", "sandbox.db"):
+        if (ROOT / "var" / name).is_file():
+            return f"sqlite+aiosqlite:///{ROOT / 'var' / name}"
+    return f"sqlite+aiosqlite:///{ROOT / 'var' / 'assistant.db'}"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    default_url = os.environ.get("DATABASE_URL") or f"sqlite+aiosqlite:///{ROOT / 'var' / 'assistant.db'}"
-    ap.add_argument("--database-url", default=default_url)
+    ap.add_argument("--database-url", default=default_url())
     ap.add_argument("--since-days", type=int, help="only rows from the last N days")
     ap.add_argument("--out", type=Path, help="write here instead of stdout")
     ap.add_argument("--keep-known", action="store_true", help="keep messages already in data/nlu")
