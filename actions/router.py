@@ -116,6 +116,16 @@ class Assistant:
                 return list(await cap.on_command(name, args, inc, ctx))  # type: ignore[attr-defined]
         return [Reply(ctx.t("common.unknown_command"))]
 
+    async def understand(self, text: str | None) -> Understanding | None:
+        """What the NLU makes of a typed message, asked by the channel before the update's transaction opens;
+        None for no text, or when the server cannot answer (`on_text` then gives the "use the menu" reply)."""
+        if not text or not text.strip() or text.lstrip().startswith("/"):
+            return None
+        try:
+            return await self.nlu.parse(text.strip())
+        except self._unavailable:
+            return None
+
     async def on_text(self, inc: Incoming, ctx: Context) -> list[Reply]:
         text = (inc.text or "").strip()
         if not text:
@@ -130,10 +140,12 @@ class Assistant:
                 replies: list[Reply] = await cap.on_text(inc, ctx)  # type: ignore[attr-defined]
                 if replies:
                     return replies
-        try:
-            nlu = await self.nlu.parse(text)
-        except self._unavailable:
-            return [await self.menu(ctx, "common.nlu_down")]
+        nlu = inc.nlu
+        if nlu is None:
+            try:
+                nlu = await self.nlu.parse(text)
+            except self._unavailable:
+                return [await self.menu(ctx, "common.nlu_down")]
         return await self.on_understood(Incoming(**{**_fields(inc), "nlu": nlu}), ctx)
 
     async def on_understood(self, inc: Incoming, ctx: Context) -> list[Reply]:
