@@ -9,7 +9,7 @@ RASA_ENV  := PYTHONPATH=$(CURDIR) TF_CPP_MIN_LOG_LEVEL=2 SQLALCHEMY_SILENCE_UBER
 SRC       := actions bot core nlu portal sandbox store tools tests benchmarks
 
 .PHONY: help env model run test lint typecheck pytest test-long bench \
-        nlu-train nlu-test nlu-validate nlu-parse nlu-review nlu-reload
+        nlu-train nlu-test nlu-validate nlu-parse nlu-review nlu-reload audit
 
 help:
 	@echo "make run      start the assistant (local sandbox without TELEGRAM_BOT_TOKEN, real Telegram with it)"
@@ -51,10 +51,10 @@ nlu-validate: env
 	@$(RASA_ENV) .rasa-venv/bin/rasa data validate --data data/nlu --domain domain.yml --fail-on-warnings
 
 nlu-test: env model
-	@$(RASA_ENV) $(RASA_PY) nlu/tools/evaluate.py
+	@$(RASA_ENV) $(RASA_PY) nlu/tools/evaluate.py --latency --confusion var/nlu/confusion.png
 
 nlu-parse: env model
-	@$(RASA_ENV) $(RASA_PY) nlu/tools/parse.py
+	@$(RASA_ENV) $(RASA_PY) nlu/tools/parse.py $(ARGS)
 
 nlu-review: env
 	@$(RASA_ENV) $(RASA_PY) nlu/tools/review.py
@@ -67,3 +67,7 @@ bench: env model
 
 bench-%: env model
 	@$(PY) -m benchmarks.run $*
+
+# pip-audit over both lock sets; says why and exits 0 where no vulnerability database is reachable.
+audit: env
+	@$(PY) tools/audit.py

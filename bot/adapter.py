@@ -19,6 +19,7 @@ from actions.content import Content
 from actions.router import Assistant
 from actions.types import Incoming, Reply
 from bot.render import keyboard, split_text
+from core import metrics
 from core.flood import FloodGuard
 from core.settings import Settings
 from store.db import unit_of_work
@@ -103,31 +104,37 @@ class TelegramAdapter:
         chat, tg_user = update.effective_chat, update.effective_user
         if chat is None or tg_user is None or tg_user.is_bot:
             return
+        if text:  # PostgreSQL text columns cannot hold NUL, and no citizen means one
+            text = text.replace("\x00", "")
         staff_group = chat.id == self.settings.staff_chat_id
         if chat.type != ChatType.PRIVATE and not (staff_group or self.settings.answer_in_groups):
             return
         if staff_group and callback is None and not (text or "").startswith("/"):
             work = self.assistant.on_staff_group  # staff talking in their group: replies to ticket posts
-        verdict = self.flood.check(tg_user.id)
+        # Flood control is for typed messages (what costs NLU and portal calls); button presses are not counted, so
+        # a staff member composing announcements or a citizen walking a guide is never told to slow down.
+        verdict = self.flood.check(tg_user.id) if callback is None else "ok"
         if verdict != "ok":
             if verdict == "warn":
                 lang = "en" if _is_en(tg_user.language_code) else "vi"
                 await self._send(chat.id, [Reply(self.content.text("common.slow_down", lang))], None)
             log.info("flood.refused", user=tg_user.id)
+            metrics.REFUSED.inc()
             return
+        metrics.UPDATES.labels(_kind(update)).inc()
         now = dt.datetime.now(dt.UTC)
+        # Typed text is read by the NLU server before the transaction opens: no transaction (on SQLite, the single
+        # writer lock) is held across that network call, so different citizens' updates do not queue on it.
+        understood = await self.assistant.understand(text) if work == self.assistant.on_text else None
         async with unit_of_work(self.sessions) as session:
             if await session.get(ProcessedUpdate, update.update_id) is not None:
                 log.info("update.duplicate", update_id=update.update_id)
                 return
-            session.add(ProcessedUpdate(update_id=update.update_id, handled_at=now))
             user = await session.get(User, tg_user.id)
             if user is None:
                 lang = "en" if _is_en(tg_user.language_code) else "vi"
                 user = User(id=tg_user.id, chat_id=tg_user.id, lang=lang)
                 session.add(user)
-            user.last_seen_at = now
-            user.active = True
             ctx = Context(self.content, self.settings, session, user, now, self.services)
             msg = update.message
             inc = Incoming(
@@ -135,7 +142,7 @@ class TelegramAdapter:
                 chat_id=chat.id,
                 lang=user.lang,
                 display_name=tg_user.first_name or "",
-                text=text if text is not None else (msg.caption if msg else None),
+                text=text if text is not None else (msg.caption.replace("\x00", "") if msg and msg.caption else None),
                 callback=callback,
                 update_id=update.update_id,
                 chat_type=chat.type,
@@ -143,8 +150,13 @@ class TelegramAdapter:
                 reply_to=msg.reply_to_message.message_id if msg and msg.reply_to_message else None,
                 photo=msg.photo[-1].file_id if msg and msg.photo else None,
                 kind=_kind(update),
+                nlu=understood,
             )
             replies = await work(inc, ctx)
+            # The bookkeeping writes come last, so an update that only reads takes the write lock just to commit.
+            session.add(ProcessedUpdate(update_id=update.update_id, handled_at=now))
+            user.last_seen_at = now
+            user.active = True
         # Committed first, then sent: a crash between the two loses a reply (the citizen asks again) rather than
         # sending it twice when Telegram redelivers the update.
         pressed = update.callback_query.message if update.callback_query else None

@@ -35,6 +35,7 @@ from actions.renewal import RenewalCapability
 from actions.router import Assistant
 from actions.stats import StatsCapability
 from bot.adapter import TelegramAdapter
+from bot.health import HealthServer, instrument
 from bot.processor import PerChatUpdateProcessor
 from bot.sender import TelegramSender
 from broadcast.audience import load_areas
@@ -87,6 +88,7 @@ class Runtime:
     poller: DossierPoller | None = None
     broadcasts: BroadcastEngine | None = None
     background: list[asyncio.Task[None]] = field(default_factory=list)
+    health: HealthServer | None = None
 
     async def purge(self) -> None:
         """Forget what is no longer needed: handled update ids, review-queue texts past retention, the recent
@@ -218,9 +220,15 @@ def build_application(
             cmds = [BotCommand(c, content.text(f"bot.cmd_{c}", lang)) for c in COMMANDS]
             await app.bot.set_my_commands(cmds, language_code=lang if lang == "en" else None)
         _start_background(runtime, sender)
+        instrument(runtime, app)
+        if settings.health_port is not None:
+            runtime.health = HealthServer(runtime, settings.health_listen, settings.health_port)
+            await runtime.health.start()
         log.info("bot.started", bot=app.bot.username)
 
     async def post_shutdown(_: Application) -> None:
+        if runtime.health is not None:
+            await runtime.health.stop()
         await _stop_background(runtime)
         if runtime.portal is not None:
             await runtime.portal.aclose()

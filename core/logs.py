@@ -12,12 +12,22 @@ import structlog
 from core.pii import redact
 
 
+def _redacted(value: Any, depth: int = 0) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if depth > 5:  # nothing we log nests deeper; stop rather than walk a cycle
+        return value
+    if isinstance(value, (list, tuple, set)):
+        return [_redacted(v, depth + 1) for v in value]
+    if isinstance(value, dict):
+        return {k: _redacted(v, depth + 1) for k, v in value.items()}
+    return value
+
+
 def _redact_values(_: object, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    # Nested values too: a payload or an error body logged as a dict must not carry a number past the filter.
     for key, value in list(event.items()):
-        if isinstance(value, str):
-            event[key] = redact(value)
-        elif isinstance(value, (list, tuple)):
-            event[key] = [redact(v) if isinstance(v, str) else v for v in value]
+        event[key] = _redacted(value)
     return event
 
 

@@ -20,6 +20,8 @@ class Settings(BaseSettings):
     webhook_listen: str = "127.0.0.1"
     webhook_port: int = 8443
     webhook_secret: SecretStr | None = None
+    health_listen: str = "127.0.0.1"
+    health_port: int | None = None  # /healthz and /metrics (bot/health.py); off when unset
     admin_ids: list[int] = Field(default_factory=list)
     staff_chat_id: int | None = None
     answer_in_groups: bool = False
@@ -32,8 +34,8 @@ class Settings(BaseSettings):
     rasa_token: SecretStr = SecretStr("change-me-rasa-token")
     nlu_connect_timeout_s: float = 1.0
     nlu_read_timeout_s: float = 2.0
-    nlu_fallback_threshold: float = 0.55
-    nlu_ambiguity_threshold: float = 0.12
+    nlu_fallback_threshold: float = 0.35  # = config.yml FallbackClassifier threshold (docs/nlu.md)
+    nlu_ambiguity_threshold: float = 0.12  # = config.yml FallbackClassifier ambiguity_threshold
     nlu_ambiguity_floor: float = 0.25  # below this even the best reading is noise: fall back instead of asking
 
     # Provincial portal

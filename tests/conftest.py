@@ -19,6 +19,7 @@ from nlu.server import RasaServer, RasaStartError, start_rasa
 from sandbox.portal.server import PortalEmulator
 from sandbox.telegram.client import SandboxClient
 from sandbox.telegram.server import TelegramEmulator
+from tests.logscan import log_scan  # noqa: F401  (autouse: every test's log lines are scanned for PII)
 
 RASA_TOKEN = "test-rasa-token"
 PG_ENV = "TEST_DATABASE_URL"

@@ -1,0 +1,151 @@
+"""Operations endpoints on HEALTH_PORT, in polling and webhook mode alike: /healthz (200 only when the database
+and the NLU server answer) and Prometheus /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import structlog
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import event, func, select, text
+from telegram.ext import Application
+
+from core import metrics
+from store.db import unit_of_work
+from store.models import NluReview
+from store.models_handover import CLOSED, Ticket
+from store.models_news import PENDING as DELIVERY_PENDING
+from store.models_news import Delivery
+from store.models_reminders import PENDING as REMINDER_PENDING
+from store.models_reminders import Reminder
+
+if TYPE_CHECKING:
+    from bot.app import Runtime
+
+log = structlog.get_logger(__name__)
+
+CHECK_TIMEOUT_S = 3.0
+_installed: set[str] = set()  # mapper events are global: listen once per process
+
+
+class HealthServer:
+    """A small aiohttp server beside PTB's (whose webhook server takes no extra routes)."""
+
+    def __init__(self, runtime: Runtime, host: str, port: int) -> None:
+        self.runtime = runtime
+        self.host, self.port = host, port
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/metrics", self.metrics)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        log.info("health.started", port=self.port)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def checks(self) -> dict[str, bool]:
+        async def database() -> bool:
+            async with unit_of_work(self.runtime.sessions) as session:
+                await session.execute(text("SELECT 1"))
+            return True
+
+        results: dict[str, bool] = {}
+        for name, check in (("database", database), ("nlu", self.runtime.nlu.ready)):
+            try:
+                results[name] = bool(await asyncio.wait_for(check(), CHECK_TIMEOUT_S))
+            except Exception as exc:  # any failure means "not healthy", never a 500 from the probe itself
+                log.warning("health.check_failed", dependency=name, error=type(exc).__name__)
+                results[name] = False
+            metrics.UP.labels(name).set(1 if results[name] else 0)
+        return results
+
+    async def healthz(self, _: web.Request) -> web.Response:
+        results = await self.checks()
+        return web.json_response(results, status=200 if all(results.values()) else 503)
+
+    async def metrics(self, _: web.Request) -> web.Response:
+        try:
+            await asyncio.wait_for(self._queue_depths(), CHECK_TIMEOUT_S)
+        except Exception as exc:  # the counters are still worth serving when the database is away
+            log.warning("health.queue_depths_failed", error=type(exc).__name__)
+        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _queue_depths(self) -> None:
+        async with unit_of_work(self.runtime.sessions) as s:
+            depths = {
+                "reminders_pending": select(func.count())
+                .select_from(Reminder)
+                .where(Reminder.state == REMINDER_PENDING),
+                "deliveries_pending": select(func.count())
+                .select_from(Delivery)
+                .where(Delivery.state == DELIVERY_PENDING),
+                "tickets_open": select(func.count()).select_from(Ticket).where(Ticket.status != CLOSED),
+                "review_queue": select(func.count()).select_from(NluReview),
+            }
+            for name, query in depths.items():
+                metrics.QUEUE.labels(name).set(await s.scalar(query) or 0)
+
+
+def instrument(runtime: Runtime, app: Application) -> None:
+    """Count what crosses the process's edges with httpx event hooks (no change to the clients' code)."""
+    if "reviews" not in _installed:
+        _installed.add("reviews")
+        event.listen(NluReview, "after_insert", _review_added)
+
+    # The clients keep their httpx.AsyncClient private; event hooks are httpx's public way to observe it.
+    _hook(getattr(runtime.nlu, "_client", None), _nlu_request, _nlu_response)
+    if runtime.portal is not None:
+        _hook(getattr(runtime.portal, "_http", None), None, _portal_response)
+    for bot in (app.bot, runtime.port_bot):
+        request = getattr(bot, "request", None)
+        _hook(getattr(request, "_client", None), None, _telegram_response)
+
+
+def _review_added(_mapper: Any, _conn: Any, target: NluReview) -> None:
+    metrics.REVIEWS.labels(target.reason).inc()
+
+
+def _hook(client: object, on_request: Any, on_response: Any) -> None:
+    if not isinstance(client, httpx.AsyncClient):
+        log.warning("metrics.client_not_instrumented")
+        return
+    hooks = client.event_hooks
+    if on_request is not None:
+        hooks["request"] = [*hooks.get("request", []), on_request]
+    hooks["response"] = [*hooks.get("response", []), on_response]
+    client.event_hooks = hooks
+
+
+async def _nlu_request(request: httpx.Request) -> None:
+    request.extensions["started"] = time.monotonic()
+
+
+async def _nlu_response(response: httpx.Response) -> None:
+    started = response.request.extensions.get("started")
+    if response.request.url.path.endswith("/model/parse") and isinstance(started, float):
+        metrics.NLU_SECONDS.observe(time.monotonic() - started)
+    if response.status_code >= 400:
+        metrics.NLU_ERRORS.inc()
+
+
+async def _portal_response(response: httpx.Response) -> None:
+    metrics.PORTAL.labels(f"{response.status_code // 100}xx").inc()
+
+
+async def _telegram_response(response: httpx.Response) -> None:
+    method = response.request.url.path.rsplit("/", 1)[-1]
+    if method in ("getUpdates", "getMe", "setMyCommands", "deleteWebhook", "setWebhook"):
+        return  # polling and start-up chatter: not sends
+    metrics.TELEGRAM.labels(method, str(response.status_code)).inc()

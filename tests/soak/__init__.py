@@ -1,0 +1,1 @@
+"""Long-running soak tests (`make test-long`)."""
