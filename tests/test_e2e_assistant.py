@@ -94,10 +94,13 @@ async def test_forget_erases_every_row_about_the_citizen(
 ) -> None:
     runtime = await bots.start(db_url, rasa_url=rasa.url)
     dung = await sandbox.user(4004, first_name="Dũng", language_code="vi")
-    await dung.send("qwzx plorf")  # a fallback: a review-queue row
-    await one(dung)
     await dung.send("lệ phí làm hộ chiếu")
+    answer = await one(dung)
+    await dung.press(answer, "👎")  # a feedback row and a review-queue row
     await one(dung)
+    async with unit_of_work(runtime.sessions) as s:
+        for model in (NluReview, Feedback):
+            assert await s.scalar(select(func.count()).select_from(model)) == 1
     await dung.command("forget")
     ask = await one(dung)
     await dung.press(ask, "🗑 Xoá hết")
