@@ -29,7 +29,7 @@ log = structlog.get_logger(__name__)
 
 START = "r_start"  # r_start: ask from the beginning
 PICK = "r_pick"  # r_pick|b or i|<digits>: "" top list, YYY decade, YYYY year, YYYYMM month, YYYYMMDD the date
-REMIND = "r_remind"  # r_remind|YYYYMMDD: the lead wires this to the reminders capability
+REMIND = "r_remind"  # r_remind|YYYYMMDD: handed to the reminders capability (bot/app.py wires the hook)
 callbacks.register(START, PICK, REMIND)
 
 RemindHook = Callable[[Incoming, Context, dt.date], Awaitable[list[Reply]]]
