@@ -61,6 +61,7 @@ class Step:
     duration_s: float
     latencies: list[float] = field(default_factory=list)
     timeouts: int = 0
+    unanswered: list[str] = field(default_factory=list)  # what the citizen sent that got no answer
     skipped: int = 0  # no citizen was free to write: the bot is too far behind
     sent: int = 0
     elapsed_s: float = 0.0
@@ -100,6 +101,7 @@ async def _act(state: BotState, c: Citizen, step: Step) -> None:
     if press is not None:
         state.press(c.uid, None, press[0], data=press[1])
         sent_at = time.time()
+        what = f"press {press[1]}"
     else:
         if not c.started:
             text = "/start"
@@ -109,10 +111,12 @@ async def _act(state: BotState, c: Citizen, step: Step) -> None:
             text = random.choice(GREETINGS if pick < 0.3 else QUESTIONS) if pick < 0.9 else "/menu"
         rec, _chat, _uid = state.user_message(c.uid, None, text=text)
         sent_at = rec.received_at
+        what = text
     step.sent += 1
     await state.wait_chat(chat, cursor + 1, REPLY_TIMEOUT_S)
     if chat.cursor <= cursor:
         step.timeouts += 1
+        step.unanswered.append(f"{c.uid}: {what}")
         return
     events, _ = state.events_after(chat, cursor)
     first = events[0]
@@ -211,6 +215,8 @@ async def run() -> dict[str, float]:
                         f"{percentile(step.latencies, 50) * 1000:.0f} ms, p99 {step.p99_s * 1000:.0f} ms, "
                         f"{step.timeouts} unanswered, {step.skipped} skipped — {verdict}",
                     )
+                    if step.unanswered:
+                        note(NAME, "unanswered: " + "; ".join(step.unanswered[:10]))
                     if not step.passed():
                         break
                     best = rate

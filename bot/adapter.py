@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from telegram import Bot, Message, ReplyParameters, Update
 from telegram.constants import ChatType, ParseMode
-from telegram.error import BadRequest, Forbidden, TelegramError
+from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, RetryAfter, TelegramError
 from telegram.ext import Application, CallbackQueryHandler, ContextTypes, MessageHandler, filters
 
 from actions import callbacks
@@ -26,6 +29,12 @@ from store.db import unit_of_work
 from store.models import ProcessedUpdate, User
 
 log = structlog.get_logger(__name__)
+
+# A reply's Bot API call is tried this many times, backing off 0.5, 1, 2 s (jittered) on 5xx/reset/timeout and
+# sleeping a 429's retry_after, for at most REPLY_MAX_WAIT_S of waiting in all.
+REPLY_ATTEMPTS = 4
+REPLY_BACKOFF_S = 0.5
+REPLY_MAX_WAIT_S = 30.0
 
 Work = Callable[[Incoming, Context], Awaitable[list[Reply]]]
 
@@ -170,13 +179,17 @@ class TelegramAdapter:
             try:
                 if reply.edit and pressed is not None and len(reply.text) <= 4096:
                     try:
-                        await pressed.edit_text(reply.text, parse_mode=ParseMode.HTML, reply_markup=markup)
+                        edit = partial(pressed.edit_text, reply.text, parse_mode=ParseMode.HTML, reply_markup=markup)
+                        await _deliver(chat_id, edit)
+                        continue
                     except BadRequest as exc:
-                        if "not modified" not in exc.message.lower():
-                            raise
-                    continue
+                        if "not modified" in exc.message.lower():
+                            continue
+                        # Too old, deleted, or not the bot's: the answer goes out as a new message instead.
+                        log.info("reply.edit_refused", chat=chat_id, error=exc.message)
                 if reply.photo:
-                    await bot.send_photo(
+                    photo = partial(
+                        bot.send_photo,
                         chat_id,
                         reply.photo,
                         caption=reply.text or None,
@@ -184,16 +197,19 @@ class TelegramAdapter:
                         reply_markup=markup,
                         reply_parameters=thread,
                     )
+                    await _deliver(chat_id, photo)
                     continue
                 chunks = split_text(reply.text)
                 for i, chunk in enumerate(chunks):
-                    await bot.send_message(
+                    message = partial(
+                        bot.send_message,
                         chat_id,
                         chunk,
                         parse_mode=ParseMode.HTML,
                         reply_markup=markup if i == len(chunks) - 1 else None,
                         reply_parameters=thread if i == 0 else None,
                     )
+                    await _deliver(chat_id, message)
             except Forbidden:
                 log.info("send.blocked", chat=chat_id)
                 await self._mark_inactive(chat_id)
@@ -204,6 +220,37 @@ class TelegramAdapter:
             user = await session.get(User, chat_id)
             if user is not None:
                 user.active = False
+
+
+async def _deliver(chat_id: int, call: Callable[[], Awaitable[object]]) -> None:
+    """One Bot API call of a reply, retried while Telegram is the problem (5xx, a dropped connection, a timeout,
+    429s beyond what the rate limiter already slept on), so a citizen's answer survives a short Telegram hiccup
+    instead of being lost after the update was committed. Bad requests and blocks are not retried.
+
+    A read timeout may hide a message that did arrive: retrying then risks a duplicate answer, which is the better
+    failure for a conversation than silence. The retries hold this chat's next updates, keeping them in order."""
+    waited = 0.0
+    for attempt in range(1, REPLY_ATTEMPTS + 1):
+        try:
+            await call()
+            return
+        except RetryAfter as exc:
+            retry = exc.retry_after
+            wait = retry.total_seconds() if isinstance(retry, dt.timedelta) else float(retry)
+            error = "RetryAfter"
+            if attempt == REPLY_ATTEMPTS or waited + wait > REPLY_MAX_WAIT_S:
+                raise
+        except (BadRequest, Forbidden, InvalidToken):
+            raise
+        except NetworkError as exc:  # 5xx ("Bad Gateway"), connection reset or refused, TimedOut
+            wait = REPLY_BACKOFF_S * 2 ** (attempt - 1) * random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not crypto
+            error = type(exc).__name__
+            if attempt == REPLY_ATTEMPTS or waited + wait > REPLY_MAX_WAIT_S:
+                raise
+        log.warning("reply.retry", chat=chat_id, attempt=attempt, error=error, wait_s=round(wait, 2))
+        metrics.REPLY_RETRIES.inc()
+        waited += wait
+        await asyncio.sleep(wait)
 
 
 def _kind(update: Update) -> str:

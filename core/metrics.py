@@ -6,6 +6,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 UPDATES = Counter("assistant_updates_total", "Telegram updates handled, by kind", ["kind"])
 REFUSED = Counter("assistant_updates_refused_total", "Updates refused by flood control")
+REPLY_RETRIES = Counter("assistant_reply_retries_total", "Reply API calls tried again after a Telegram failure")
 NLU_SECONDS = Histogram(
     "assistant_nlu_seconds",
     "Time of one NLU parse request",
