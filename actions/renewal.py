@@ -242,7 +242,8 @@ class RenewalCapability:
         rows = [tuple(buttons[i : i + per_row]) for i in range(0, len(buttons), per_row)]
         if back is not None:
             rows.append((Button(ctx.t("renewal.btn_back"), callbacks.encode(PICK, field, back)),))
-        rows.append((Button(ctx.t("renewal.btn_restart"), callbacks.encode(START)),))
+        if digits or field != _BIRTH:  # on the first question, "start again" would show the same screen
+            rows.append((Button(ctx.t("renewal.btn_restart"), callbacks.encode(START)),))
         return Reply(text if lead is None else f"{lead}\n\n{text}", tuple(rows), edit=edit)
 
 

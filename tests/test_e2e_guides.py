@@ -232,9 +232,15 @@ async def test_renewal_by_buttons_then_a_reminder_row(sandbox: SandboxClient, bo
     await hoa.press(menu, "📅 Hạn đổi thẻ căn cước")
     msg = await one(hoa)
     assert "ngày sinh" in msg.body
+
+    def labels(m: SimMessage) -> list[str]:
+        return [label for row in m.buttons for label, _ in row]
+
+    assert "🔁 Tính lại" not in labels(msg)  # on the first question it would only show the same screen again
     for label in picker_path(birth):
         await hoa.press(msg, label)
         msg = await one(hoa)
+        assert "🔁 Tính lại" in labels(msg)
     assert "được cấp ngày nào" in msg.body
     for label in issue_path(issued):
         await hoa.press(msg, label)
