@@ -7,7 +7,7 @@ import re
 from zoneinfo import ZoneInfo
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, exists, select
 
 from actions import callbacks, staff
 from actions.base import Context
@@ -176,6 +176,10 @@ class BroadcastUI:
         return [Reply(ctx.t("news.staff_usage"))]
 
     # ---- typed answers and photos ----------------------------------------------------------------------
+
+    def text_wait(self, user_id: int) -> ColumnElement[bool]:
+        """The router's one-statement probe: a draft of this user's exists (wants_text then checks the rest)."""
+        return exists().where(Broadcast.created_by == user_id, Broadcast.status == DRAFT)
 
     async def wants_text(self, ctx: Context) -> bool:
         draft = await self._draft(ctx)

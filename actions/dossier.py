@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 import structlog
-from sqlalchemy import delete, func, select
+from sqlalchemy import ColumnElement, delete, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from actions import callbacks
@@ -186,6 +186,10 @@ class DossierCapability:
         if raw or looks_like_code_attempt(inc.text):
             return [Reply(ctx.t("dossier.invalid_code"))]
         return [await self._ask(ctx)]
+
+    def text_wait(self, user_id: int) -> ColumnElement[bool]:
+        """The router's one-statement probe: a code was asked for (wants_text then checks it has not expired)."""
+        return exists().where(DossierPrompt.user_id == user_id)
 
     async def wants_text(self, ctx: Context) -> bool:
         """True while the assistant waits for this citizen to type a dossier code."""

@@ -7,7 +7,7 @@ import datetime as dt
 import re
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, exists, select
 
 from actions import callbacks
 from actions.base import Context
@@ -123,6 +123,10 @@ class FeedbackCapability:
         log.info("feedback.vote", topic=topic, vote=-1)
         skip = Button(ctx.t("handover.fb_btn_skip"), callbacks.encode(SKIP, row.id))
         return [Reply(ctx.t("handover.fb_ask_missing"), ((skip,),))]
+
+    def text_wait(self, user_id: int) -> ColumnElement[bool]:
+        """The router's one-statement probe: a comment is awaited (wants_text then checks how long ago)."""
+        return exists().where(Feedback.user_id == user_id, Feedback.awaiting_comment.is_(True))
 
     async def wants_text(self, ctx: Context) -> bool:
         return await self._pending(ctx) is not None

@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 import structlog
 import yaml
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import MetaData, delete, select
+from sqlalchemy import ColumnElement, MetaData, delete, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from actions import callbacks
@@ -189,16 +189,18 @@ async def remember(ctx: Context, text: str, intent: str | None) -> None:
     The router calls it for each understood or fallen-back text, so a ticket can show staff what came before.
     """
     ctx.session.add(RecentMessage(user_id=ctx.user.id, text=redact(text)[:RING_TEXT_CHARS], intent=intent, at=ctx.now))
-    await ctx.session.flush()
-    older = (
+    newest = (
         select(RecentMessage.id)
         .where(RecentMessage.user_id == ctx.user.id)
         .order_by(RecentMessage.at.desc(), RecentMessage.id.desc())
-        .offset(RING_SIZE)
+        .limit(RING_SIZE)
     )
-    stale = list((await ctx.session.scalars(older)).all())
-    if stale:
-        await ctx.session.execute(delete(RecentMessage).where(RecentMessage.id.in_(stale)))
+    # One statement (the INSERT above is flushed before it): everything of this citizen's but the newest RING_SIZE.
+    await ctx.session.execute(
+        delete(RecentMessage)
+        .where(RecentMessage.user_id == ctx.user.id, RecentMessage.id.not_in(newest.scalar_subquery()))
+        .execution_options(synchronize_session=False)
+    )
 
 
 async def purge(session: AsyncSession, now: dt.datetime) -> int:
@@ -294,6 +296,10 @@ class HandoverCapability:
     async def observe(self, inc: Incoming, ctx: Context, intent: str | None) -> None:
         """The router's report on each typed message: kept (redacted) so a ticket can show what came before."""
         await remember(ctx, inc.text or "", intent)
+
+    def text_wait(self, user_id: int) -> ColumnElement[bool]:
+        """The router's one-statement probe: an open ticket exists (wants_text then checks it is relaying)."""
+        return exists().where(Ticket.open_user_id == user_id)
 
     async def wants_text(self, ctx: Context) -> bool:
         ticket = await self._open_ticket(ctx.session, ctx.user.id)

@@ -13,7 +13,7 @@ import unicodedata
 from zoneinfo import ZoneInfo
 
 import structlog
-from sqlalchemy import delete
+from sqlalchemy import ColumnElement, delete, exists
 
 from actions import callbacks
 from actions.base import Context
@@ -88,6 +88,10 @@ class ReminderCapability:
         if intent == "cancel_reminder":
             return [await self._list(ctx, cancelling=True)]
         return [await self._request(inc.text or "", ctx)]
+
+    def text_wait(self, user_id: int) -> ColumnElement[bool]:
+        """The router's one-statement probe: a draft exists (wants_text then checks it has not expired)."""
+        return exists().where(ReminderDraft.user_id == user_id)
 
     async def wants_text(self, ctx: Context) -> bool:
         """True while a reminder is being set up, so its next typed message may answer the open question."""

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from zoneinfo import ZoneInfo
 
 import structlog
-from sqlalchemy import delete
+from sqlalchemy import ColumnElement, delete, exists
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from actions import callbacks
@@ -99,6 +99,10 @@ class RenewalCapability:
         if action == PICK and len(args) == 2 and args[0] in (_BIRTH, _ISSUE) and (args[1] == "" or args[1].isdigit()):
             return [await self._pick(ctx, args[0], args[1])]
         return [await self._begin(ctx, edit=True)]
+
+    def text_wait(self, user_id: int) -> ColumnElement[bool]:
+        """The router's one-statement probe: a dialogue is open (wants_text then checks it has not expired)."""
+        return exists().where(RenewalDialogue.user_id == user_id)
 
     async def wants_text(self, ctx: Context) -> bool:
         """True while a question is open, so the router hands the next plain-text message to `on_text`."""

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 import structlog
+from sqlalchemy import CompoundSelect, literal_column, select, union_all
 
 from actions import callbacks
 from actions.base import Capability, Context
@@ -126,6 +127,21 @@ class Assistant:
         except self._unavailable:
             return None
 
+    async def _waiting_for_text(self, ctx: Context) -> list[Any]:
+        """The capabilities that may be waiting for this citizen's typed answer, in order.
+
+        A capability with a `text_wait(user_id)` probe (an EXISTS on its dialogue table: true whenever its
+        `wants_text` could be) is asked in one statement together with the others, and its `wants_text` runs only
+        when the probe holds; six probes cost one round trip instead of six on every typed message."""
+        caps = self.capabilities
+        probes = [(i, cap.text_wait(ctx.user.id)) for i, cap in enumerate(caps) if hasattr(cap, "text_wait")]
+        hits: set[int] = set()
+        if probes:
+            stmt: CompoundSelect = union_all(*(select(literal_column(str(i))).where(cond) for i, cond in probes))
+            hits = {int(i) for i in (await ctx.session.scalars(stmt)).all()}
+        probed = {i for i, _ in probes}
+        return [cap for i, cap in enumerate(caps) if hasattr(cap, "wants_text") and (i in hits or i not in probed)]
+
     async def on_text(self, inc: Incoming, ctx: Context) -> list[Reply]:
         text = (inc.text or "").strip()
         if not text:
@@ -134,10 +150,10 @@ class Assistant:
         if spoken and spoken != ctx.user.lang:
             ctx.user.lang = spoken
         # A capability waiting for a typed answer (a dossier code, a date) gets the text first.
-        for cap in self.capabilities:
+        for cap in await self._waiting_for_text(ctx):
             wants = getattr(cap, "wants_text", None)
             if wants is not None and await _maybe_await(wants(ctx)):
-                replies: list[Reply] = await cap.on_text(inc, ctx)  # type: ignore[attr-defined]
+                replies: list[Reply] = await cap.on_text(inc, ctx)
                 if replies:
                     return replies
         nlu = inc.nlu
