@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from urllib.parse import urlparse
 
 import structlog
+import uvloop
 
 from bot.app import build_application
 from core.logs import setup_logging
@@ -15,6 +17,9 @@ log = structlog.get_logger("bot")
 
 
 def main() -> int:
+    # libuv's event loop: the bot's main thread is CPU-bound under load, and a good part of it was asyncio's own
+    # selector, transports and thread wake-ups (measured in docs/benchmarks.md).
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     settings = load_settings()
     setup_logging(settings.log_level, settings.log_format)
     if settings.telegram_bot_token is None:
