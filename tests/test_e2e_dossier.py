@@ -173,6 +173,27 @@ async def test_a_dead_portal_answers_fast_opens_the_breaker_and_recovers_by_itse
     assert portal.count() == tried + 1
 
 
+async def test_a_throttling_portal_is_waited_on_as_it_asks_and_the_citizen_gets_the_card(
+    sandbox: SandboxClient, bots: BotRunner, rasa: RasaServer, portal: PortalEmulator, db_url: str
+) -> None:
+    await bots.start(db_url, rasa_url=rasa.url, **portal_settings(portal))
+    kim = await sandbox.user(5008, first_name="Kim", language_code="vi")
+    portal.rate_limit(retry_after_s=1, count=2)  # two 429s with Retry-After: 1, then the answer
+    started = time.monotonic()
+    card = plain(await ask(kim, f"tra cứu hồ sơ {PROCESSING}"))
+    elapsed = time.monotonic() - started
+    assert vi("status_4") in card and vi("portal_down") not in card
+    assert portal.count() == 3  # asked again only after each Retry-After, not hammered
+    assert 2.0 <= elapsed < 8.0, elapsed  # it waited the two seconds it was told to, inside the deadline
+    print(f"portal throttling (2 × 429, Retry-After 1): card after {elapsed:.2f} s and {portal.count()} requests")
+
+    portal.rate_limit(retry_after_s=30, count=1)  # asked to wait longer than the citizen's deadline
+    started = time.monotonic()
+    busy = plain(await ask(kim, f"tra cứu hồ sơ {PROCESSING}"))
+    assert vi("portal_down") in busy and time.monotonic() - started < 3.0  # told at once, not after 30 s
+    portal.clear_faults()
+
+
 async def test_a_portal_slower_than_the_read_timeout_gets_the_not_answering_reply(
     sandbox: SandboxClient, bots: BotRunner, rasa: RasaServer, portal: PortalEmulator, db_url: str
 ) -> None:
