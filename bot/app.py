@@ -37,7 +37,7 @@ from actions.stats import StatsCapability
 from bot.adapter import TelegramAdapter
 from bot.health import HealthServer, instrument
 from bot.processor import PerChatUpdateProcessor
-from bot.sender import TelegramSender
+from bot.sender import ShardedRequest, TelegramSender
 from broadcast.audience import load_areas
 from broadcast.engine import BroadcastEngine
 from core.flood import FloodGuard
@@ -185,7 +185,7 @@ def build_application(
         token,
         base_url=settings.telegram_base_url,
         base_file_url=settings.telegram_base_url.replace("/bot", "/file/bot"),
-        request=HTTPXRequest(connection_pool_size=128, connect_timeout=5, read_timeout=10, write_timeout=10),
+        request=ShardedRequest.of(16, 8, connect_timeout=5, read_timeout=10, write_timeout=10),
     )
 
     async def post_init(app: Application) -> None:
