@@ -35,9 +35,10 @@ from actions.renewal import RenewalCapability
 from actions.router import Assistant
 from actions.stats import StatsCapability
 from bot.adapter import TelegramAdapter
+from bot.aiohttp_request import AiohttpRequest
 from bot.health import HealthServer, instrument
 from bot.processor import PerChatUpdateProcessor
-from bot.sender import ShardedRequest, TelegramSender
+from bot.sender import TelegramSender
 from broadcast.audience import load_areas
 from broadcast.engine import BroadcastEngine
 from core.flood import FloodGuard
@@ -185,7 +186,7 @@ def build_application(
         token,
         base_url=settings.telegram_base_url,
         base_file_url=settings.telegram_base_url.replace("/bot", "/file/bot"),
-        request=ShardedRequest.of(16, 8, connect_timeout=5, read_timeout=10, write_timeout=10),
+        request=AiohttpRequest(128, connect_timeout=5, read_timeout=10),
     )
 
     async def post_init(app: Application) -> None:
@@ -244,7 +245,7 @@ def build_application(
         .token(token)
         .base_url(settings.telegram_base_url)
         .base_file_url(settings.telegram_base_url.replace("/bot", "/file/bot"))
-        .request(HTTPXRequest(connection_pool_size=64, connect_timeout=5, read_timeout=10, write_timeout=10))
+        .request(AiohttpRequest(64, connect_timeout=5, read_timeout=10))
         .get_updates_request(HTTPXRequest(connection_pool_size=2, connect_timeout=5, read_timeout=40))
         .concurrent_updates(PerChatUpdateProcessor(64))
         # Conversational replies are not throttled by us (the overall 30/s is a bulk limit, handled by the

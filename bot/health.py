@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import event, func, select, text
 from telegram.ext import Application
 
+from bot.aiohttp_request import AiohttpRequest
 from core import metrics
 from store.db import unit_of_work
 from store.models import NluReview
@@ -110,7 +111,10 @@ def instrument(runtime: Runtime, app: Application) -> None:
         _hook(getattr(runtime.portal, "_http", None), None, _portal_response)
     for bot in (app.bot, runtime.port_bot):
         request = getattr(bot, "request", None)
-        _hook(getattr(request, "_client", None), None, _telegram_response)
+        if isinstance(request, AiohttpRequest):
+            request.observers.append(_telegram_observed)
+        else:
+            _hook(getattr(request, "_client", None), None, _telegram_response)
 
 
 def _review_added(_mapper: Any, _conn: Any, target: NluReview) -> None:
@@ -145,7 +149,11 @@ async def _portal_response(response: httpx.Response) -> None:
 
 
 async def _telegram_response(response: httpx.Response) -> None:
-    method = response.request.url.path.rsplit("/", 1)[-1]
+    _telegram_observed(str(response.request.url), response.status_code)
+
+
+def _telegram_observed(url: str, status: int) -> None:
+    method = url.rsplit("/", 1)[-1]
     if method in ("getUpdates", "getMe", "setMyCommands", "deleteWebhook", "setWebhook"):
         return  # polling and start-up chatter: not sends
-    metrics.TELEGRAM.labels(method, str(response.status_code)).inc()
+    metrics.TELEGRAM.labels(method, str(status)).inc()

@@ -2,85 +2,18 @@
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Sequence
 from typing import Any
 
 from telegram import ReplyParameters
-from telegram._utils.defaultvalue import DEFAULT_NONE  # the sentinel of do_request's defaults
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
 from telegram.ext import ExtBot
-from telegram.request import BaseRequest, HTTPXRequest, RequestData
 
 from actions.outbox import Blocked, Migrated, RetryLater, SendError
 from actions.types import Reply
 from bot.render import keyboard
 
 TRANSIENT_RETRY_S = 2.0
-
-
-class ShardedRequest(BaseRequest):
-    """Bot API requests spread round-robin over several small HTTPX connection pools.
-
-    httpcore looks at every connection of a pool on every request (an `is_socket_readable` poll of each idle one),
-    so one pool of 128 connections cost a paid broadcast a third of its CPU; sixteen pools of 8 keep the same
-    concurrency for a sixteenth of that bookkeeping (docs/benchmarks.md, broadcast). PTB has no such option, hence
-    this small BaseRequest that delegates to its own HTTPXRequest."""
-
-    def __init__(self, shards: Sequence[HTTPXRequest]) -> None:
-        if not shards:
-            raise ValueError("at least one shard")
-        self.shards = list(shards)
-        self._next = itertools.cycle(self.shards)
-
-    @classmethod
-    def of(
-        cls, shards: int, connections_each: int, *, connect_timeout: float, read_timeout: float, write_timeout: float
-    ) -> ShardedRequest:
-        return cls(
-            [
-                HTTPXRequest(
-                    connection_pool_size=connections_each,
-                    connect_timeout=connect_timeout,
-                    read_timeout=read_timeout,
-                    write_timeout=write_timeout,
-                )
-                for _ in range(shards)
-            ]
-        )
-
-    @property
-    def read_timeout(self) -> float | None:
-        return self.shards[0].read_timeout
-
-    async def initialize(self) -> None:
-        for shard in self.shards:
-            await shard.initialize()
-
-    async def shutdown(self) -> None:
-        for shard in self.shards:
-            await shard.shutdown()
-
-    async def do_request(
-        self,
-        url: str,
-        method: str,
-        request_data: RequestData | None = None,
-        read_timeout: Any = DEFAULT_NONE,
-        write_timeout: Any = DEFAULT_NONE,
-        connect_timeout: Any = DEFAULT_NONE,
-        pool_timeout: Any = DEFAULT_NONE,
-    ) -> tuple[int, bytes]:
-        return await next(self._next).do_request(
-            url,
-            method,
-            request_data,
-            read_timeout=read_timeout,
-            write_timeout=write_timeout,
-            connect_timeout=connect_timeout,
-            pool_timeout=pool_timeout,
-        )
 
 
 class TelegramSender:

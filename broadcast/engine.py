@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import httpx
 import structlog
 from sqlalchemy import Table, and_, bindparam, delete, func, insert, literal, or_, select, update
@@ -137,7 +138,18 @@ def report_text(content: Content, lang: str, b: Broadcast, p: Progress, rate: fl
 
 # Failures after the request may have reached Telegram: it may have delivered the message, and a resend could
 # make a second copy. Connection failures before sending (connect errors, a full pool) are safe to retry.
-_IN_DOUBT = (httpx.ReadTimeout, httpx.WriteTimeout, httpx.RemoteProtocolError, httpx.ReadError)
+# The request left (or may have) and no answer came, in either HTTP client's terms; a failure to connect is not.
+_IN_DOUBT = (
+    httpx.ReadTimeout,
+    httpx.WriteTimeout,
+    httpx.RemoteProtocolError,
+    httpx.ReadError,
+    aiohttp.SocketTimeoutError,
+    aiohttp.ServerDisconnectedError,
+    aiohttp.ClientPayloadError,
+    aiohttp.ClientOSError,
+)
+_NOT_SENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 
 
 def _maybe_delivered(exc: BaseException) -> bool:
@@ -145,7 +157,7 @@ def _maybe_delivered(exc: BaseException) -> bool:
     seen: set[int] = set()
     cur: BaseException | None = exc
     while cur is not None and id(cur) not in seen:
-        if isinstance(cur, _IN_DOUBT):
+        if isinstance(cur, _IN_DOUBT) and not isinstance(cur, _NOT_SENT):
             return True
         seen.add(id(cur))
         cur = cur.__cause__ or cur.__context__

@@ -1,65 +1,69 @@
-"""The outbound port's sharded request: a real ExtBot over real HTTP to the emulator, requests spread over pools."""
+"""The aiohttp request backend under a real ExtBot, over real HTTP to the emulator: what a sender sees of each
+Bot API answer and transport failure (the mapping PTB's own httpx backend gives, so callers need not care)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 from typing import Any
 
+import pytest
+from telegram.error import NetworkError, TimedOut
 from telegram.ext import ExtBot
 
 from actions.outbox import Blocked, RetryLater
 from actions.types import Reply
-from bot.sender import ShardedRequest, TelegramSender
+from bot.aiohttp_request import AiohttpRequest
+from bot.sender import TelegramSender
+from broadcast.engine import _maybe_delivered
 from sandbox.telegram.client import SandboxClient
 from sandbox.telegram.server import TelegramEmulator
 from tests.conftest import BOT_TOKEN
 
 
-def _counting(request: ShardedRequest) -> Counter[int]:
-    """Count the requests each shard makes (a wrapper around each shard's own do_request)."""
-    counts: Counter[int] = Counter()
-    for i, shard in enumerate(request.shards):
-        inner = shard.do_request
-
-        async def counted(*args: Any, _i: int = i, _inner: Any = inner, **kwargs: Any) -> tuple[int, bytes]:
-            counts[_i] += 1
-            result: tuple[int, bytes] = await _inner(*args, **kwargs)
-            return result
-
-        shard.do_request = counted  # type: ignore[method-assign]
-    return counts
-
-
-async def test_messages_go_out_over_every_shard_and_errors_still_map(
+async def test_sends_and_maps_answers_and_transport_failures(
     tg: tuple[TelegramEmulator, str], sandbox: SandboxClient
 ) -> None:
-    request = ShardedRequest.of(4, 2, connect_timeout=5, read_timeout=10, write_timeout=10)
+    request = AiohttpRequest(4, connect_timeout=5, read_timeout=1.0)
     bot: ExtBot[Any] = ExtBot(BOT_TOKEN, base_url=f"{tg[1]}/bot", request=request)
     users = [await sandbox.user(9600 + i, first_name="An", language_code="vi") for i in range(8)]
     await bot.initialize()
-    counts = _counting(request)
     try:
+        assert bot.username  # getMe went through it
         sender = TelegramSender(bot)
-        ids = await asyncio.gather(*(sender.send(u.id, Reply(f"tin {u.id}")) for u in users))
-        assert len(ids) == 8 and all(isinstance(i, int) for i in ids)
+        # Eight at once over a pool of four: they queue for a connection, none is lost or mixed up.
+        await asyncio.gather(*(sender.send(u.id, Reply(f"<b>tin</b> {u.id}")) for u in users))
         for u in users:
             [got] = await u.wait_for(1)
             assert got.body == f"tin {u.id}"
-        assert sorted(counts.values()) == [2, 2, 2, 2]  # round-robin over the four pools
 
         await users[0].block()
-        try:
+        with pytest.raises(Blocked):
             await sender.send(users[0].id, Reply("sau khi chặn"))
-            raise AssertionError("a blocked chat must raise Blocked")
-        except Blocked:
-            pass
         await sandbox.faults("sendMessage", retry_after=3)
-        try:
+        with pytest.raises(RetryLater) as throttled:
             await sender.send(users[1].id, Reply("quá nhanh"))
-            raise AssertionError("a 429 must raise RetryLater")
-        except RetryLater as exc:
-            assert exc.after_s == 3
+        assert throttled.value.after_s == 3
+
+        await sandbox.faults("sendMessage", reset=True)  # the connection drops mid-request
+        with pytest.raises(RetryLater) as dropped:
+            await sender.send(users[2].id, Reply("rớt kết nối"))
+        assert isinstance(dropped.value.__cause__, NetworkError) and _maybe_delivered(dropped.value)
+
+        await sandbox.faults("sendMessage", delay=2.0)  # slower than the 1 s read timeout
+        with pytest.raises(RetryLater) as slow:
+            await sender.send(users[3].id, Reply("chậm"))
+        assert isinstance(slow.value.__cause__, TimedOut) and _maybe_delivered(slow.value)
     finally:
         await bot.shutdown()
-    assert all(shard._client.is_closed for shard in request.shards)  # every pool was closed
+    assert request.closed
+
+
+async def test_a_refused_connection_is_a_network_error_and_known_not_sent() -> None:
+    request = AiohttpRequest(2, connect_timeout=1, read_timeout=1)
+    await request.initialize()
+    try:
+        with pytest.raises(NetworkError) as refused:
+            await request.do_request("http://127.0.0.1:9/botX/getMe", "POST")
+        assert not isinstance(refused.value, TimedOut) and not _maybe_delivered(refused.value)
+    finally:
+        await request.shutdown()
