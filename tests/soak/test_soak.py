@@ -88,10 +88,13 @@ async def remote_tg() -> AsyncIterator[str]:
         await asyncio.wait_for(proc.wait(), timeout=10)
 
 
+SOAK_MINUTES = float(os.environ.get("SOAK_MINUTES", "30"))
+
+
 @pytest.mark.slow
+@pytest.mark.timeout(int(SOAK_MINUTES * 60) + 600)  # the suite's 300 s per test would cut the soak short
 async def test_soak(remote_tg: str, rasa: RasaServer, portal: PortalEmulator, db_url: str, log_scan: LogBuffer) -> None:
-    minutes = float(os.environ.get("SOAK_MINUTES", "30"))
-    duration = minutes * 60
+    duration = SOAK_MINUTES * 60
     sandbox = SandboxClient(remote_tg)
     bots = BotRunner(remote_tg)
     try:
