@@ -144,6 +144,9 @@ class TelegramAdapter:
                 lang = "en" if _is_en(tg_user.language_code) else "vi"
                 user = User(id=tg_user.id, chat_id=tg_user.id, lang=lang)
                 session.add(user)
+                # Written at once: rows the capabilities add refer to it, and a Core statement (the router's text
+                # probe) does not autoflush, so nothing else would order this INSERT before theirs.
+                await session.flush()
             ctx = Context(self.content, self.settings, session, user, now, self.services)
             msg = update.message
             inc = Incoming(
