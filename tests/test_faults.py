@@ -198,3 +198,21 @@ async def test_a_pending_migration_is_applied_at_start(sandbox: SandboxClient, b
         version = (await s.execute(text("SELECT version_num FROM alembic_version"))).scalar_one()
         assert version == head.revision
         assert await s.scalar(select(func.count()).select_from(User)) == 1
+
+
+async def test_an_edit_telegram_refuses_goes_out_as_a_new_message(
+    sandbox: SandboxClient, bots: BotRunner, tmp_path: object
+) -> None:
+    await bots.start(f"sqlite+aiosqlite:///{tmp_path}/assistant.db")
+    user = await sandbox.user(8111, first_name="An", language_code="vi")
+    await user.command("menu")
+    menu = await reply(user)
+    await user.press(menu, "📅 Hạn đổi thẻ căn cước")
+    question = await reply(user)
+    decade = question.buttons[0][0][0]
+    # The picker answers a press by editing the question; here Telegram refuses that edit.
+    await sandbox.faults("editMessageText", status=400, description="Bad Request: message to edit not found")
+    await user.press(question, decade)
+    picked = await reply(user)
+    assert picked.message_id != question.message_id and picked.buttons  # the next question, as a new message
+    assert not picked.body.startswith(ERROR) and await rest(user) == []
