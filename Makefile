@@ -45,7 +45,7 @@ pytest: env model nlu-validate
 	@$(PY) -m pytest -q -p no:cacheprovider
 
 test-long: env model
-	@$(PY) -m pytest -q -p no:cacheprovider -m slow --run-slow tests/soak
+	@$(PY) -m pytest -q -s -p no:cacheprovider -m slow --run-slow tests/soak  # -s: print the figures
 
 nlu-validate: env
 	@$(RASA_ENV) .rasa-venv/bin/rasa data validate --data data/nlu --domain domain.yml --fail-on-warnings
