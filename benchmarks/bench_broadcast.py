@@ -60,12 +60,15 @@ async def _queue(db_url: str, paid: bool) -> int:
         await engine.dispose()
 
 
-def _arrivals(state: BotState, uids: list[int]) -> list[float]:
-    """When the emulator received the bot's message in each subscriber's chat (those that got one)."""
-    out = []
+def _arrivals(state: BotState, uids: list[int], *, every: bool = False) -> list[float]:
+    """When the emulator received the bot's message in each subscriber's chat (those that got one); with `every`,
+    all the bot's messages in those chats."""
+    out: list[float] = []
     for uid in uids:
         got = [m.received_at for m in state.chats[uid].messages.values() if m.sender_id == state.info.id]
-        if got:
+        if every:
+            out += got
+        elif got:
             out.append(min(got))
     return sorted(out)
 
@@ -137,13 +140,20 @@ async def _standard(emulator: TelegramEmulator) -> dict[str, float]:
         finally:
             await bot.astop()
     rate = _rate(got)
+    # Telegram's 30 msg/s is for everything the bot sends, so the replies to the citizens chatting meanwhile share
+    # it with the broadcast (the engine counts them): the ratio is the bot's whole send rate over the broadcast.
+    replies = _arrivals(state, chatters, every=True)
+    during = [t for t in replies if got and got[0] <= t <= got[-1]]
+    total = (len(got) + len(during) - 1) / (got[-1] - got[0]) if len(got) > 1 else 0.0
     note(
         NAME,
-        f"{len(got)} delivered in {time.monotonic() - t0:.0f} s, {rate:.2f} msg/s, {count_429} × 429, "
+        f"{len(got)} delivered in {time.monotonic() - t0:.0f} s, broadcast {rate:.2f} msg/s + replies "
+        f"{len(during)} = {total:.2f} msg/s, {count_429} × 429, "
         f"reply p99 {percentile(latencies, 99):.3f} s over {len(latencies)} replies",
     )
     return {
-        "broadcast_rate_ratio": round(rate / 30.0, 3),
+        "broadcast_rate_ratio": round(total / 30.0, 3),
+        "broadcast_only_rate_ratio": round(rate / 30.0, 3),
         "broadcast_429_count": float(count_429),
         "reply_during_broadcast_p99_s": round(percentile(latencies, 99), 3),
         "broadcast_delivered_ratio": round(len(got) / recipients, 4),

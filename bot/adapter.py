@@ -36,6 +36,10 @@ REPLY_ATTEMPTS = 4
 REPLY_BACKOFF_S = 0.5
 REPLY_MAX_WAIT_S = 30.0
 
+# ctx.services key of a callable told the chat id of every reply message sent (the broadcast engine counts them
+# against Telegram's overall limit).
+REPLY_SENT_SERVICE = "reply_sent"
+
 Work = Callable[[Incoming, Context], Awaitable[list[Reply]]]
 
 
@@ -183,7 +187,7 @@ class TelegramAdapter:
                 if reply.edit and pressed is not None and len(reply.text) <= 4096:
                     try:
                         edit = partial(pressed.edit_text, reply.text, parse_mode=ParseMode.HTML, reply_markup=markup)
-                        await _deliver(chat_id, edit)
+                        await _deliver(chat_id, edit)  # an edit is not a new message: not counted
                         continue
                     except BadRequest as exc:
                         if "not modified" in exc.message.lower():
@@ -201,6 +205,7 @@ class TelegramAdapter:
                         reply_parameters=thread,
                     )
                     await _deliver(chat_id, photo)
+                    self._sent(chat_id)
                     continue
                 chunks = split_text(reply.text)
                 for i, chunk in enumerate(chunks):
@@ -213,10 +218,16 @@ class TelegramAdapter:
                         reply_parameters=thread if i == 0 else None,
                     )
                     await _deliver(chat_id, message)
+                    self._sent(chat_id)
             except Forbidden:
                 log.info("send.blocked", chat=chat_id)
                 await self._mark_inactive(chat_id)
                 return
+
+    def _sent(self, chat_id: int) -> None:
+        hook = self.services.get(REPLY_SENT_SERVICE)
+        if callable(hook):
+            hook(chat_id)
 
     async def _mark_inactive(self, chat_id: int) -> None:
         async with unit_of_work(self.sessions) as session:

@@ -34,7 +34,7 @@ from actions.reminders import ReminderCapability
 from actions.renewal import RenewalCapability
 from actions.router import Assistant
 from actions.stats import StatsCapability
-from bot.adapter import TelegramAdapter
+from bot.adapter import REPLY_SENT_SERVICE, TelegramAdapter
 from bot.aiohttp_request import AiohttpRequest
 from bot.health import HealthServer, instrument
 from bot.processor import PerChatUpdateProcessor
@@ -303,6 +303,7 @@ def _start_background(runtime: Runtime, sender: TelegramSender) -> None:
         sessions, sender, content, rate=s.broadcast_rate, paid_rate=s.broadcast_paid_rate
     )
     runtime.services[ENGINE_SERVICE] = runtime.broadcasts
+    runtime.services[REPLY_SENT_SERVICE] = runtime.broadcasts.count_reply
     runtime.background.append(asyncio.create_task(runtime.broadcasts.run_forever(), name="broadcasts"))
     scheduler.start()
 

@@ -227,6 +227,13 @@ class BroadcastEngine:
         """Something was queued (Send now): look at once instead of at the next poll."""
         self._wake.set()
 
+    def count_reply(self, chat_id: int) -> None:
+        """A conversation reply went out to `chat_id`: it uses Telegram's overall budget this engine paces to
+        (Telegram counts every message a bot sends), and that chat's own 1 message/s. Without this, citizens
+        chatting during a broadcast pushed the bot over 30 msg/s: 429s, and replies held back by them."""
+        self.limiter.normal.debit()
+        self.limiter.hold(chat_id, self.limiter.per_chat_interval)
+
     async def stop(self) -> None:
         """Finish the sends in flight, hand unsent claimed rows back to `pending`, and leave `run_forever`."""
         self._stopping = True

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from actions.content import Content
 from bot.sender import TelegramSender
 from broadcast.engine import BroadcastEngine
+from broadcast.ratelimit import RateLimiter
 from sandbox.telegram import BotInfo, SandboxClient, TelegramEmulator
 from store.models import User
 from store.models_news import (
@@ -260,3 +261,20 @@ async def test_rows_left_sending_by_a_dead_engine_become_unknown_and_are_not_res
     for uid in ids:
         assert len(await received(sc, uid)) == (0 if uid < 5003 else 1)
     assert engine.stats["unknown_marked"] == 3
+
+
+def test_conversation_replies_use_the_broadcast_budget() -> None:
+    """Every reply the bot sends counts against the 30 msg/s the engine paces to, and against that chat's 1/s."""
+    now = [100.0]
+    limiter = RateLimiter(30.0, headroom=0.0, clock=lambda: now[0])
+    for _ in range(31):  # a second of broadcast slots taken, and the next one
+        last = limiter.normal.reserve()
+    for _ in range(3):
+        limiter.normal.debit()  # three replies to citizens went out meanwhile
+    assert limiter.normal.reserve() - last == pytest.approx(4 / 30)  # the broadcast's next slot moved by three
+
+    engine = BroadcastEngine(None, None, None)  # type: ignore[arg-type]  # count_reply touches only the limiter
+    slot = engine.limiter.normal._next
+    engine.count_reply(7)
+    assert engine.limiter.normal._next > slot
+    assert engine.limiter._chat_delay(7) > 0.9  # the broadcast's message to that chat waits about a second
