@@ -22,6 +22,7 @@ from actions.content import Content
 from actions.router import Assistant
 from actions.types import Incoming, Reply
 from bot.render import keyboard, split_text
+from bot.sender import retry_seconds
 from core import metrics
 from core.flood import FloodGuard
 from core.settings import Settings
@@ -249,8 +250,7 @@ async def _deliver(chat_id: int, call: Callable[[], Awaitable[object]]) -> None:
             await call()
             return
         except RetryAfter as exc:
-            retry = exc.retry_after
-            wait = retry.total_seconds() if isinstance(retry, dt.timedelta) else float(retry)
+            wait = retry_seconds(exc)
             error = "RetryAfter"
             if attempt == REPLY_ATTEMPTS or waited + wait > REPLY_MAX_WAIT_S:
                 raise

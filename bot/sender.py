@@ -71,10 +71,15 @@ class TelegramSender:
             raise _mapped(exc) from exc
 
 
+def retry_seconds(exc: RetryAfter) -> float:
+    """A 429's retry_after in seconds (PTB gives an int or a timedelta, by version and setting)."""
+    retry = exc.retry_after
+    return retry.total_seconds() if hasattr(retry, "total_seconds") else float(retry)
+
+
 def _mapped(exc: TelegramError) -> SendError:
     if isinstance(exc, RetryAfter):
-        retry = exc.retry_after
-        seconds = retry.total_seconds() if hasattr(retry, "total_seconds") else float(retry)
+        seconds = retry_seconds(exc)
         return RetryLater(seconds, "telegram 429")
     if isinstance(exc, ChatMigrated):
         return Migrated(exc.new_chat_id)
