@@ -16,7 +16,6 @@ from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from telegram import BotCommand, Update
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, ExtBot
-from telegram.request import HTTPXRequest
 
 from actions import handover as handover_module
 from actions import renewal as renewal_module
@@ -246,7 +245,8 @@ def build_application(
         .base_url(settings.telegram_base_url)
         .base_file_url(settings.telegram_base_url.replace("/bot", "/file/bot"))
         .request(AiohttpRequest(64, connect_timeout=5, read_timeout=10))
-        .get_updates_request(HTTPXRequest(connection_pool_size=2, connect_timeout=5, read_timeout=40))
+        # Polling on aiohttp too: at a few updates per getUpdates, the long poll costs as much as a send.
+        .get_updates_request(AiohttpRequest(2, connect_timeout=5, read_timeout=40))
         .concurrent_updates(PerChatUpdateProcessor(64))
         # Conversational replies are not throttled by us (the overall 30/s is a bulk limit, handled by the
         # broadcast engine); the limiter retries after a 429's retry_after and keeps groups at 20/min.

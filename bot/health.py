@@ -4,7 +4,6 @@ and the NLU server answer) and Prometheus /metrics."""
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -106,7 +105,7 @@ def instrument(runtime: Runtime, app: Application) -> None:
         event.listen(NluReview, "after_insert", _review_added)
 
     # The clients keep their httpx.AsyncClient private; event hooks are httpx's public way to observe it.
-    _hook(getattr(runtime.nlu, "_client", None), _nlu_request, _nlu_response)
+    runtime.nlu.observers.append(_nlu_observed)
     if runtime.portal is not None:
         _hook(getattr(runtime.portal, "_http", None), None, _portal_response)
     for bot in (app.bot, runtime.port_bot):
@@ -132,15 +131,10 @@ def _hook(client: object, on_request: Any, on_response: Any) -> None:
     client.event_hooks = hooks
 
 
-async def _nlu_request(request: httpx.Request) -> None:
-    request.extensions["started"] = time.monotonic()
-
-
-async def _nlu_response(response: httpx.Response) -> None:
-    started = response.request.extensions.get("started")
-    if response.request.url.path.endswith("/model/parse") and isinstance(started, float):
-        metrics.NLU_SECONDS.observe(time.monotonic() - started)
-    if response.status_code >= 400:
+def _nlu_observed(path: str, status: int | None, seconds: float) -> None:
+    if path == "/model/parse" and status is not None:
+        metrics.NLU_SECONDS.observe(seconds)
+    if status is None or status >= 400:
         metrics.NLU_ERRORS.inc()
 
 

@@ -1,12 +1,19 @@
-"""The bot's client for the Rasa NLU server's `/model/parse` (one pooled httpx client, explicit timeouts)."""
+"""The bot's client for the Rasa NLU server's `/model/parse` (one pooled aiohttp session, explicit timeouts).
+
+aiohttp rather than httpx: a parse is made for every typed message, and in the bot's profile httpx's per-request
+layers (httpcore's pool, anyio's streams, its request/response models) cost as much CPU as the rest of the NLU
+step; aiohttp parses HTTP in C (docs/benchmarks.md, the conversation benchmark).
+"""
 
 from __future__ import annotations
 
+import json
 import time
 import unicodedata
+from collections.abc import Callable
 from typing import Any
 
-import httpx
+import aiohttp
 import structlog
 
 from actions.types import Entity, Understanding
@@ -36,14 +43,16 @@ class NluClient:
         connect_timeout: float = 1.0,
         read_timeout: float = 2.0,
         cooldown_s: float = 5.0,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self._client = httpx.AsyncClient(
-            base_url=base_url,
-            timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
-            limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
-            transport=transport,
+        self._base_url = base_url.rstrip("/")
+        # connect covers waiting for a pooled connection as well as connecting; sock_read bounds the answer.
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, connect=connect_timeout * 2, sock_connect=connect_timeout, sock_read=read_timeout
         )
+        self._session: aiohttp.ClientSession | None = None
+        # Called with (path, HTTP status or None when no answer came, seconds) after each request: the health
+        # endpoint's NLU latency and error figures.
+        self.observers: list[Callable[[str, int | None, float], None]] = []
         self._token = token
         self._cooldown_s = cooldown_s
         self._down_since: float | None = None
@@ -59,12 +68,11 @@ class NluClient:
             # While the server is known down, answer at once instead of making every citizen wait a timeout.
             raise NluUnavailable("nlu server down (cooling off)")
         try:
-            resp = await self._client.post(
-                "/model/parse", params={"token": self._token}, json={"text": clean_text(text)}
-            )
-            resp.raise_for_status()
-            result = _understanding(resp.json())
-        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+            status, body = await self._request("POST", "/model/parse", {"text": clean_text(text)})
+            if status != 200:
+                raise NluUnavailable(f"HTTP {status}")
+            result = _understanding(json.loads(body))
+        except (aiohttp.ClientError, TimeoutError, NluUnavailable, ValueError, KeyError, TypeError) as exc:
             self._mark_down(exc)
             raise NluUnavailable(str(exc) or type(exc).__name__) from exc
         if self._down_since is not None:
@@ -79,15 +87,32 @@ class NluClient:
             log.warning("nlu.down", error=type(exc).__name__, detail=str(exc)[:200])
         self._retry_at = now + self._cooldown_s
 
+    async def _request(self, method: str, path: str, payload: dict[str, Any] | None = None) -> tuple[int, bytes]:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=32, keepalive_timeout=30)
+            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
+        started = time.monotonic()
+        status: int | None = None
+        try:
+            async with self._session.request(
+                method, self._base_url + path, params={"token": self._token}, json=payload
+            ) as resp:
+                status = resp.status
+                return status, await resp.read()
+        finally:
+            for observe in self.observers:
+                observe(path, status, time.monotonic() - started)
+
     async def ready(self) -> bool:
         try:
-            resp = await self._client.get("/status", params={"token": self._token})
-        except httpx.HTTPError:
+            status, body = await self._request("GET", "/status")
+            return status == 200 and bool(json.loads(body).get("model_file"))
+        except (aiohttp.ClientError, TimeoutError, ValueError, AttributeError):
             return False
-        return resp.status_code == 200 and bool(resp.json().get("model_file"))
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        if self._session is not None:
+            await self._session.close()
 
 
 def _understanding(body: dict[str, Any]) -> Understanding:
