@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from functools import partial
 
 import structlog
+from sqlalchemy import BigInteger, bindparam, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from telegram import Bot, Message, ReplyParameters, Update
 from telegram.constants import ChatType, ParseMode
@@ -40,6 +41,15 @@ REPLY_MAX_WAIT_S = 30.0
 # ctx.services key of a callable told the chat id of every reply message sent (the broadcast engine counts them
 # against Telegram's overall limit).
 REPLY_SENT_SERVICE = "reply_sent"
+
+# "Last seen" is kept to the minute (the staff statistics count citizens seen in the last days): a citizen's
+# messages within a minute do not each rewrite the row.
+LAST_SEEN_EVERY = dt.timedelta(minutes=1)
+
+# The update guard and the citizen's row in one statement, built once (update handling's most frequent query).
+_USER_AND_HANDLED = select(
+    User, exists().where(ProcessedUpdate.update_id == bindparam("upd", type_=BigInteger)).label("handled")
+).where(User.id == bindparam("uid", type_=BigInteger))
 
 Work = Callable[[Incoming, Context], Awaitable[list[Reply]]]
 
@@ -141,10 +151,14 @@ class TelegramAdapter:
         # writer lock) is held across that network call, so different citizens' updates do not queue on it.
         understood = await self.assistant.understand(text) if work == self.assistant.on_text else None
         async with unit_of_work(self.sessions) as session:
-            if await session.get(ProcessedUpdate, update.update_id) is not None:
+            row = (await session.execute(_USER_AND_HANDLED, {"uid": tg_user.id, "upd": update.update_id})).first()
+            if row is not None:
+                user, handled = row[0], bool(row[1])
+            else:  # a citizen the bot has not met: the guard alone
+                user, handled = None, await session.get(ProcessedUpdate, update.update_id) is not None
+            if handled:
                 log.info("update.duplicate", update_id=update.update_id)
                 return
-            user = await session.get(User, tg_user.id)
             if user is None:
                 lang = "en" if _is_en(tg_user.language_code) else "vi"
                 user = User(id=tg_user.id, chat_id=tg_user.id, lang=lang)
@@ -172,8 +186,10 @@ class TelegramAdapter:
             replies = await work(inc, ctx)
             # The bookkeeping writes come last, so an update that only reads takes the write lock just to commit.
             session.add(ProcessedUpdate(update_id=update.update_id, handled_at=now))
-            user.last_seen_at = now
-            user.active = True
+            if now - user.last_seen_at >= LAST_SEEN_EVERY:  # to the minute: one UPDATE less per message
+                user.last_seen_at = now
+            if not user.active:
+                user.active = True
         # Committed first, then sent: a crash between the two loses a reply (the citizen asks again) rather than
         # sending it twice when Telegram redelivers the update.
         pressed = update.callback_query.message if update.callback_query else None
