@@ -1,11 +1,19 @@
 """Migrations build the schema the models describe, on SQLite and PostgreSQL; UTC datetimes round-trip."""
 
+import asyncio
 import datetime as dt
+import sqlite3
+from pathlib import Path
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from store import db as store_db
+from store import sqlite_inline
 from store.all_models import Base
 from store.db import make_engine, make_sessionmaker, migrate, unit_of_work
 from store.models import User
@@ -36,4 +44,137 @@ async def test_aware_utc_round_trip(db_url: str) -> None:
         assert user is not None
         assert user.last_seen_at == seen
         assert user.last_seen_at.tzinfo == dt.UTC
+    await engine.dispose()
+
+
+# ---- SQLite: this process's writers queue in order instead of polling SQLite's busy handler ----------------
+
+
+async def _sqlite_sessions(tmp_path: Path) -> tuple[AsyncEngine, async_sessionmaker[AsyncSession]]:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'w.db'}"
+    await migrate(url)
+    engine = make_engine(url)
+    return engine, make_sessionmaker(engine)
+
+
+async def test_sqlite_writers_commit_in_arrival_order(tmp_path: Path) -> None:
+    """Five citizens write while a sixth transaction holds SQLite's write lock: they commit in the order they
+    came, as soon as it is free. (SQLite's busy handler wakes waiters by their own sleep schedules, so without
+    the queue later writers, who sleep shorter, tend to overtake earlier ones.)"""
+    engine, sessions = await _sqlite_sessions(tmp_path)
+    holding = asyncio.Event()
+
+    async def holder() -> None:
+        async with unit_of_work(sessions) as s:
+            s.add(User(id=1, chat_id=1, lang="vi"))
+            await s.flush()  # the write lock is taken here
+            holding.set()
+            await asyncio.sleep(0.5)
+
+    async def writer(uid: int) -> None:
+        async with unit_of_work(sessions) as s:
+            s.add(User(id=uid, chat_id=uid, lang="vi"))
+
+    first = asyncio.create_task(holder())
+    await holding.wait()
+    waiting = []
+    for uid in range(10, 16):
+        waiting.append(asyncio.create_task(writer(uid)))
+        await asyncio.sleep(0.03)
+    await asyncio.gather(first, *waiting)
+    async with sessions() as s:
+        order = (await s.execute(text("SELECT id FROM users ORDER BY rowid"))).scalars().all()
+    await engine.dispose()
+    assert order == [1, 10, 11, 12, 13, 14, 15]
+
+
+async def test_sqlite_rolled_back_writer_frees_the_queue(tmp_path: Path) -> None:
+    engine, sessions = await _sqlite_sessions(tmp_path)
+    with pytest.raises(RuntimeError):
+        async with unit_of_work(sessions) as s:
+            s.add(User(id=1, chat_id=1, lang="vi"))
+            await s.flush()
+            raise RuntimeError("the capability failed half-way")
+    async with asyncio.timeout(5):  # the next writer does not wait for the rolled-back one
+        async with unit_of_work(sessions) as s:
+            s.add(User(id=2, chat_id=2, lang="vi"))
+    async with sessions() as s:
+        assert (await s.execute(text("SELECT id FROM users"))).scalars().all() == [2]
+    await engine.dispose()
+
+
+async def test_sqlite_writer_waiting_too_long_fails_like_a_busy_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_db, "WRITE_WAIT_S", 0.2)
+    engine, sessions = await _sqlite_sessions(tmp_path)
+    holding, done = asyncio.Event(), asyncio.Event()
+
+    async def holder() -> None:
+        async with unit_of_work(sessions) as s:
+            s.add(User(id=1, chat_id=1, lang="vi"))
+            await s.flush()
+            holding.set()
+            await done.wait()
+
+    first = asyncio.create_task(holder())
+    await holding.wait()
+    with pytest.raises(OperationalError, match="database is locked"):
+        async with unit_of_work(sessions) as s:
+            s.add(User(id=2, chat_id=2, lang="vi"))
+    done.set()
+    await first
+    async with sessions() as s:
+        assert (await s.execute(text("SELECT id FROM users"))).scalars().all() == [1]
+    await engine.dispose()
+
+
+async def test_sqlite_another_process_lock_is_waited_for_without_stopping_the_loop(tmp_path: Path) -> None:
+    """Statements run on the loop's thread: while another connection (a maintainer's tool) holds SQLite's write
+    lock, the bot's write waits with asyncio sleeps — other citizens' work goes on — and lands once it is free."""
+    engine, sessions = await _sqlite_sessions(tmp_path)
+    other = sqlite3.connect(tmp_path / "w.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    other.execute(
+        "INSERT INTO users (id, chat_id, lang, active, fallbacks_in_row, created_at, last_seen_at) "
+        "VALUES (1, 1, 'vi', 1, 0, '2026-12-01 00:00:00', '2026-12-01 00:00:00')"
+    )
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    async def write() -> None:
+        async with unit_of_work(sessions) as s:
+            s.add(User(id=2, chat_id=2, lang="vi"))
+
+    ticking = asyncio.create_task(ticker())
+    writing = asyncio.create_task(write())
+    await asyncio.sleep(0.5)
+    assert not writing.done()  # still waiting for the other connection…
+    assert ticks >= 20  # …and the loop was not blocked meanwhile
+    other.execute("COMMIT")
+    await asyncio.wait_for(writing, 5)
+    ticking.cancel()
+    other.close()
+    async with sessions() as s:
+        assert (await s.execute(text("SELECT id FROM users ORDER BY id"))).scalars().all() == [1, 2]
+    await engine.dispose()
+
+
+async def test_sqlite_another_process_lock_held_too_long_fails_like_a_busy_database(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'w.db'}"
+    await migrate(url)
+    engine = create_async_engine(url, async_creator=sqlite_inline.creator([str(tmp_path / "w.db")], {}, 0.3))
+    sessions = make_sessionmaker(engine)
+    other = sqlite3.connect(tmp_path / "w.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    with pytest.raises(OperationalError, match="database is locked"):
+        async with unit_of_work(sessions) as s:
+            s.add(User(id=2, chat_id=2, lang="vi"))
+    other.execute("ROLLBACK")
+    other.close()
     await engine.dispose()
