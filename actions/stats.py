@@ -8,8 +8,7 @@ from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
 import structlog
-from sqlalchemy import case, func, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import bindparam, case, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from actions.base import Context
@@ -25,6 +24,15 @@ TOP_INTENTS = 5
 TOP_TOPICS = 8
 
 
+# The upsert as one text statement, the same SQL on SQLite and PostgreSQL: SQLAlchemy's dialect-specific
+# on_conflict_do_update() construct has no cache key, so it was compiled anew on every typed message.
+_COUNT_UPSERT = text(
+    "INSERT INTO message_counts (day, intent, handled, fallbacks) VALUES (:day, :intent, 1, :fallbacks) "
+    "ON CONFLICT (day, intent) DO UPDATE SET handled = message_counts.handled + 1, "
+    "fallbacks = message_counts.fallbacks + excluded.fallbacks"
+).bindparams(bindparam("day", type_=MessageCount.__table__.c.day.type))
+
+
 async def count_message(session: AsyncSession, day: dt.date, understood: bool, intent: str | None) -> None:
     """Count one handled message for `day` (the local date). The router calls it once per text message.
 
@@ -33,15 +41,8 @@ async def count_message(session: AsyncSession, day: dt.date, understood: bool, i
     """
     key = (intent or "")[:64] if understood else ""
     fallback = 0 if understood else 1
-    name = session.get_bind().dialect.name
-    if name in ("postgresql", "sqlite"):
-        insert = postgresql.insert if name == "postgresql" else sqlite.insert
-        stmt = insert(MessageCount).values(day=day, intent=key, handled=1, fallbacks=fallback)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[MessageCount.day, MessageCount.intent],
-            set_={"handled": MessageCount.handled + 1, "fallbacks": MessageCount.fallbacks + fallback},
-        )
-        await session.execute(stmt)
+    if session.get_bind().dialect.name in ("postgresql", "sqlite"):
+        await session.execute(_COUNT_UPSERT, {"day": day, "intent": key, "fallbacks": fallback})
         return
     row = await session.get(MessageCount, (day, key), with_for_update=True)
     if row is None:
