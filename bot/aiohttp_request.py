@@ -1,4 +1,4 @@
-"""A python-telegram-bot request backend on aiohttp, for all the bot's Bot API calls (polling, replies, the outbound port).
+"""A python-telegram-bot request backend on aiohttp, for all the bot's Bot API calls (polling, replies, port).
 
 PTB ships only an httpx backend. Under load the bot's main thread is CPU-bound, and the profile of a paid
 broadcast put most of the cost of each sendMessage in httpx/httpcore/anyio: the pool's per-request poll of every
@@ -18,7 +18,6 @@ import aiohttp
 from telegram._utils.defaultvalue import DefaultValue
 from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
-
 
 _JSON = {"Content-Type": "application/json"}
 
