@@ -99,12 +99,13 @@ class HealthServer:
 
 
 def instrument(runtime: Runtime, app: Application) -> None:
-    """Count what crosses the process's edges with httpx event hooks (no change to the clients' code)."""
+    """Count what crosses the process's edges: the NLU client's and the aiohttp Bot API backend's observers, and
+    httpx event hooks on the portal client (no change to the clients' code paths)."""
     if "reviews" not in _installed:
         _installed.add("reviews")
         event.listen(NluReview, "after_insert", _review_added)
 
-    # The clients keep their httpx.AsyncClient private; event hooks are httpx's public way to observe it.
+    # The portal client keeps its httpx.AsyncClient private; event hooks are httpx's public way to observe it.
     runtime.nlu.observers.append(_nlu_observed)
     if runtime.portal is not None:
         _hook(getattr(runtime.portal, "_http", None), None, _portal_response)
