@@ -65,7 +65,7 @@ def _serialise_writers(engine: Engine, database: str) -> None:
     SQLite has one writer at a time. A transaction takes its lock at the first INSERT/UPDATE/DELETE (the driver
     opens it there) and holds it until COMMIT. Left to SQLite, a second writer waits in the busy handler, which
     polls by sleeping 1, 2, 5 … 100 ms, unordered: under load the lock sat idle between those sleeps while
-    writers queued — at 40 updates/s the conversation benchmark saw a first write wait 0.7 s at p90 and 9 s at
+    writers queued — at 50 updates/s the conversation benchmark saw a first write wait 0.7 s at p90 and 9 s at
     worst, and the bot fell behind with its CPU not saturated (docs/benchmarks.md). Waiting here costs nothing
     while waiting and hands the lock over the moment the holder commits; and since statements run on the loop's
     thread (sqlite_inline), it keeps this process's writers from ever meeting SQLite's lock held by one another.
@@ -97,9 +97,9 @@ def _serialise_writers(engine: Engine, database: str) -> None:
         if lock is not None:
             lock.release()
 
-    # Released as the transaction ends (the COMMIT or ROLLBACK is already on its way to the same connection, so
-    # the next writer's first statement finds SQLite's lock free or a few microseconds from free); and, should
-    # a connection go back to the pool some other way, when the pool resets it.
+    # Released as the transaction ends: the event fires just before the COMMIT or ROLLBACK, which runs inline
+    # before this greenlet yields, and a waiter only runs once it has (asyncio wakes it with call_soon). Should a
+    # connection go back to the pool some other way, it is released when the pool resets it.
     event.listen(engine, "commit", _release)
     event.listen(engine, "rollback", _release)
     event.listen(engine.pool, "reset", lambda _dbapi, record, *_: _release(record))
