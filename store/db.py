@@ -54,8 +54,6 @@ def _sqlite_pragmas(engine: Engine) -> None:
 
 
 _WRITE_VERBS = ("INSERT", "UPDATE", "DELETE", "REPLAC")
-
-
 _WRITE_LOCKS: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Lock]] = {}
 
 

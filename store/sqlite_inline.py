@@ -137,10 +137,6 @@ class InlineConnection:
     def isolation_level(self) -> str | None:
         return self._conn.isolation_level
 
-    @property
-    def in_transaction(self) -> bool:
-        return self._conn.in_transaction
-
 
 def creator(args: Sequence[Any], kwargs: Mapping[str, Any], busy_s: float) -> Callable[[], Any]:
     """An `async_creator` for `create_async_engine`: connects with the dialect's own connect arguments."""
