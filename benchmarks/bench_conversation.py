@@ -65,6 +65,11 @@ class Step:
     skipped: int = 0  # no citizen was free to write: the bot is too far behind
     sent: int = 0
     elapsed_s: float = 0.0
+    bot_cpu_s: float = 0.0  # CPU the bot process used during the step, user + system
+
+    @property
+    def cpu_ms_per_update(self) -> float:
+        return self.bot_cpu_s / self.sent * 1000 if self.sent else math.nan
 
     @property
     def achieved_rps(self) -> float:
@@ -163,9 +168,16 @@ async def _run_step(state: BotState, citizens: list[Citizen], step: Step) -> Non
         await asyncio.wait(tasks, timeout=REPLY_TIMEOUT_S + 5)
 
 
+async def _measured_step(state: BotState, citizens: list[Citizen], step: Step, bot: BotProcess) -> None:
+    """A step, with the CPU the bot process spent on it (its answers to the step's updates included)."""
+    before = bot.cpu_s()
+    await _run_step(state, citizens, step)
+    step.bot_cpu_s = bot.cpu_s() - before
+
+
 async def run() -> dict[str, float]:
     quiet()
-    rates = [40.0, 60.0, 80.0, 100.0, 120.0, 150.0, 200.0]  # the 20/s baseline is the first step
+    rates = [40.0, 60.0, 80.0, 100.0, 120.0, 150.0, 200.0, 250.0, 300.0]  # the 20/s baseline is the first step
     baseline_s = scale(60.0, 20.0)
     step_s = scale(60.0, 10.0)
     if quick():
@@ -195,25 +207,28 @@ async def run() -> dict[str, float]:
                 for c in citizens:
                     c.last_at = 0.0
                 base = Step(20.0, baseline_s)
-                await _run_step(state, citizens, base)
+                await _measured_step(state, citizens, base, bot)
                 note(
                     NAME,
                     f"20/s for {baseline_s:.0f} s: {base.sent} updates, p50 {percentile(base.latencies, 50) * 1000:.1f}"
-                    f" ms, p99 {base.p99_s * 1000:.1f} ms, {base.timeouts} unanswered",
+                    f" ms, p99 {base.p99_s * 1000:.1f} ms, {base.timeouts} unanswered, bot CPU "
+                    f"{base.cpu_ms_per_update:.1f} ms per update",
                 )
                 results["bot_reply_p50_ms"] = round(percentile(base.latencies, 50) * 1000, 1)
                 results["bot_reply_p99_ms"] = round(base.p99_s * 1000, 1)
+                results["bot_cpu_ms_per_update"] = round(base.cpu_ms_per_update, 2)
                 best = 20.0 if base.passed() else 0.0
                 for rate in rates if best else []:
                     await asyncio.sleep(3)  # let the previous step drain
                     step = Step(rate, step_s)
-                    await _run_step(state, citizens, step)
+                    await _measured_step(state, citizens, step, bot)
                     verdict = "ok" if step.passed() else "FAILED"
                     note(
                         NAME,
                         f"{rate:.0f}/s for {step_s:.0f} s: achieved {step.achieved_rps:.1f}/s, p50 "
                         f"{percentile(step.latencies, 50) * 1000:.0f} ms, p99 {step.p99_s * 1000:.0f} ms, "
-                        f"{step.timeouts} unanswered, {step.skipped} skipped — {verdict}",
+                        f"{step.timeouts} unanswered, {step.skipped} skipped, bot CPU "
+                        f"{step.cpu_ms_per_update:.1f} ms per update — {verdict}",
                     )
                     if step.unanswered:
                         note(NAME, "unanswered: " + "; ".join(step.unanswered[:10]))

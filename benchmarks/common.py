@@ -79,6 +79,13 @@ def rss_mb(pid: int) -> float:
     return math.nan
 
 
+def cpu_s(pid: int) -> float:
+    """User plus system CPU seconds a process has used so far (Linux /proc)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) ": the command name may hold spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
 class BotProcess:
     """`python -m bot` as a child process, polling the in-process Telegram emulator: what production runs."""
 
@@ -137,6 +144,9 @@ class BotProcess:
 
     def rss_mb(self) -> float:
         return rss_mb(self.pid)
+
+    def cpu_s(self) -> float:
+        return cpu_s(self.pid)
 
     def stop(self, timeout: float = 20.0) -> None:
         proc = self.proc
