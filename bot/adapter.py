@@ -24,6 +24,7 @@ from actions.router import Assistant
 from actions.types import Incoming, Reply
 from bot.render import keyboard, split_text
 from bot.sender import retry_seconds
+from bot.spool import ReplySpool
 from core import metrics
 from core.flood import FloodGuard
 from core.settings import Settings
@@ -63,6 +64,7 @@ class TelegramAdapter:
     services: dict[str, object]
     flood: FloodGuard
     bot: Bot
+    spool: ReplySpool | None = None  # where replies Telegram would not take are kept for the scheduler to resend
 
     def register(self, app: Application) -> None:
         # Order matters: commands before text, text before the catch-all for stickers, photos, etc.
@@ -196,57 +198,61 @@ class TelegramAdapter:
         await self._send(chat.id, replies, pressed if isinstance(pressed, Message) else None)
 
     async def _send(self, chat_id: int, replies: list[Reply], pressed: Message | None) -> None:
-        bot = self.bot
-        for reply in replies:
-            markup = keyboard(reply)
-            thread = ReplyParameters(reply.reply_to, allow_sending_without_reply=True) if reply.reply_to else None
+        pieces = [piece for reply in replies for piece in _pieces(reply, pressed is not None)]
+        for i, piece in enumerate(pieces):
             try:
-                if reply.edit and pressed is not None and len(reply.text) <= 4096:
-                    try:
-                        edit = partial(pressed.edit_text, reply.text, parse_mode=ParseMode.HTML, reply_markup=markup)
-                        await _deliver(chat_id, edit)  # an edit is not a new message: not counted
-                        continue
-                    except BadRequest as exc:
-                        if "not modified" in exc.message.lower():
-                            continue
-                        # Too old, deleted, or not the bot's: the answer goes out as a new message instead.
-                        log.info("reply.edit_refused", chat=chat_id, error=exc.message)
-                if reply.photo:
-                    photo = partial(
-                        bot.send_photo,
-                        chat_id,
-                        reply.photo,
-                        caption=reply.text or None,
-                        parse_mode=ParseMode.HTML,
-                        reply_markup=markup,
-                        reply_parameters=thread,
-                    )
-                    await _deliver(chat_id, photo)
-                    self._sent(chat_id)
-                    continue
-                chunks = split_text(reply.text)
-                for i, chunk in enumerate(chunks):
-                    message = partial(
-                        bot.send_message,
-                        chat_id,
-                        chunk,
-                        parse_mode=ParseMode.HTML,
-                        reply_markup=markup if i == len(chunks) - 1 else None,
-                        reply_parameters=thread if i == 0 else None,
-                    )
-                    await _deliver(chat_id, message)
-                    self._sent(chat_id)
+                await self._send_piece(chat_id, piece, pressed)
             except Forbidden:
                 log.info("send.blocked", chat=chat_id)
-                await self._mark_inactive(chat_id)
+                await self.mark_inactive(chat_id)
                 return
+            except BadRequest:
+                raise
+            except (RetryAfter, NetworkError) as exc:  # Telegram still failing after the retries: kept, not lost
+                if self.spool is None:
+                    raise
+                log.warning("reply.failed", chat=chat_id, error=type(exc).__name__)
+                await self.spool.keep(chat_id, pieces[i:])
+                return
+
+    async def _send_piece(self, chat_id: int, reply: Reply, pressed: Message | None) -> None:
+        bot = self.bot
+        markup = keyboard(reply)
+        thread = ReplyParameters(reply.reply_to, allow_sending_without_reply=True) if reply.reply_to else None
+        if reply.edit and pressed is not None:
+            try:
+                edit = partial(pressed.edit_text, reply.text, parse_mode=ParseMode.HTML, reply_markup=markup)
+                await _deliver(chat_id, edit)  # an edit is not a new message: not counted
+                return
+            except BadRequest as exc:
+                if "not modified" in exc.message.lower():
+                    return
+                # Too old, deleted, or not the bot's: the answer goes out as a new message instead.
+                log.info("reply.edit_refused", chat=chat_id, error=exc.message)
+        if reply.photo:
+            send: Callable[[], Awaitable[object]] = partial(
+                bot.send_photo,
+                chat_id,
+                reply.photo,
+                caption=reply.text or None,
+                parse_mode=ParseMode.HTML,
+                reply_markup=markup,
+                reply_parameters=thread,
+            )
+        else:
+            send = partial(
+                bot.send_message, chat_id, reply.text, parse_mode=ParseMode.HTML, reply_markup=markup,
+                reply_parameters=thread,
+            )  # fmt: skip
+        await _deliver(chat_id, send)
+        self._sent(chat_id)
 
     def _sent(self, chat_id: int) -> None:
         hook = self.services.get(REPLY_SENT_SERVICE)
         if callable(hook):
             hook(chat_id)
 
-    async def _mark_inactive(self, chat_id: int) -> None:
+    async def mark_inactive(self, chat_id: int) -> None:
         async with unit_of_work(self.sessions) as session:
             user = await session.get(User, chat_id)
             if user is not None:
@@ -281,6 +287,21 @@ async def _deliver(chat_id: int, call: Callable[[], Awaitable[object]]) -> None:
         metrics.REPLY_RETRIES.inc()
         waited += wait
         await asyncio.sleep(wait)
+
+
+def _pieces(reply: Reply, can_edit: bool) -> list[Reply]:
+    """A reply as the messages it takes: an over-long text in chunks (buttons under the last, threaded under the
+    first), so a send that fails half-way is kept from where it stopped."""
+    if reply.photo or (reply.edit and can_edit and len(reply.text) <= 4096):
+        return [reply]
+    chunks = split_text(reply.text)
+    if len(chunks) == 1:
+        return [reply]
+    last = len(chunks) - 1
+    return [
+        Reply(chunk, reply.buttons if i == last else (), reply_to=reply.reply_to if i == 0 else None)
+        for i, chunk in enumerate(chunks)
+    ]
 
 
 def _kind(update: Update) -> str:

@@ -38,6 +38,8 @@ from bot.aiohttp_request import AiohttpRequest
 from bot.health import HealthServer, instrument
 from bot.processor import PerChatUpdateProcessor
 from bot.sender import TelegramSender
+from bot.spool import EVERY_S as SPOOL_EVERY_S
+from bot.spool import ReplySpool
 from broadcast.audience import load_areas
 from broadcast.engine import BroadcastEngine
 from core.flood import FloodGuard
@@ -89,6 +91,7 @@ class Runtime:
     broadcasts: BroadcastEngine | None = None
     background: list[asyncio.Task[None]] = field(default_factory=list)
     health: HealthServer | None = None
+    spool: ReplySpool | None = None
 
     async def purge(self) -> None:
         """Forget what is no longer needed: handled update ids, review-queue texts past retention, the recent
@@ -215,6 +218,8 @@ def build_application(
             flood=FloodGuard(settings.flood_messages_per_minute),
             bot=app.bot,
         )
+        runtime.spool = ReplySpool(sessions, sender, on_blocked=runtime.adapter.mark_inactive)
+        runtime.adapter.spool = runtime.spool
         runtime.adapter.register(app)
         for lang in ("vi", "en"):
             cmds = [BotCommand(c, content.text(f"bot.cmd_{c}", lang)) for c in COMMANDS]
@@ -263,6 +268,11 @@ def _start_background(runtime: Runtime, sender: TelegramSender) -> None:
     tz = ZoneInfo(s.timezone)
     scheduler = runtime.scheduler
     scheduler.add_job(runtime.purge, "interval", hours=1, id="purge", replace_existing=True)
+    if runtime.spool is not None:  # replies Telegram did not take during an outage
+        scheduler.add_job(
+            runtime.spool.tick, "interval", seconds=SPOOL_EVERY_S, id="replies.resend", replace_existing=True,
+            max_instances=1, coalesce=True,
+        )  # fmt: skip
 
     runtime.dispatcher = Dispatcher(sessions, sender, content, tz, interval_s=s.reminder_tick_s)
     schedule_reminders(scheduler, runtime.dispatcher, s.reminder_tick_s)

@@ -16,7 +16,7 @@ from telegram.ext import Application
 from bot.aiohttp_request import AiohttpRequest
 from core import metrics
 from store.db import unit_of_work
-from store.models import NluReview
+from store.models import NluReview, PendingReply
 from store.models_handover import CLOSED, Ticket
 from store.models_news import PENDING as DELIVERY_PENDING
 from store.models_news import Delivery
@@ -93,6 +93,7 @@ class HealthServer:
                 .where(Delivery.state == DELIVERY_PENDING),
                 "tickets_open": select(func.count()).select_from(Ticket).where(Ticket.status != CLOSED),
                 "review_queue": select(func.count()).select_from(NluReview),
+                "replies_pending": select(func.count()).select_from(PendingReply),
             }
             for name, query in depths.items():
                 metrics.QUEUE.labels(name).set(await s.scalar(query) or 0)

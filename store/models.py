@@ -48,3 +48,18 @@ class NluReview(Base):
     ranking: Mapped[str] = mapped_column(Text, default="[]")  # JSON list of [intent, confidence]
     reason: Mapped[str] = mapped_column(String(32))  # fallback | ambiguous | feedback
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+
+
+class PendingReply(Base):
+    """A reply Telegram did not take within the reply's retry budget (an outage of the Bot API's sending side):
+    kept and sent again by the scheduler, in order per chat, until Telegram takes it or it is too old to be of
+    use. Rows live minutes; they hold what the bot said, never what the citizen typed."""
+
+    __tablename__ = "pending_replies"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    chat_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    body: Mapped[str] = mapped_column(Text)  # the Reply as JSON (bot.spool.encode)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    next_at: Mapped[dt.datetime] = mapped_column(index=True)  # due again at; moved forward to claim it
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
