@@ -4,7 +4,8 @@ Every table that refers to a citizen does so through a foreign key to `users.id`
 deleting the user row deletes their reminders, follows, tickets (and relayed messages), feedback, review-queue
 texts, subscriptions, guide progress and drafts in one statement. Broadcast delivery records are the exception:
 the staff report must still add up, so a delivered one loses everything that points at the citizen and keeps
-only its state (an anonymous count); one not yet sent is dropped. `tests/test_privacy.py` walks every table of
+only its state (an anonymous count); one not yet sent is dropped. Replies kept through a Telegram outage are
+keyed by chat, not user, and are dropped with it. `tests/test_privacy.py` walks every table of
 the schema, so a new table that refers to citizens cannot escape this.
 
 Staff records (roles, the audit trail of staff actions) are about staff members acting for the authority and
@@ -19,7 +20,7 @@ from sqlalchemy import delete, update
 from actions import callbacks
 from actions.base import Context
 from actions.types import Button, Incoming, Reply
-from store.models import User
+from store.models import PendingReply, User
 from store.models_news import PENDING, SENDING, Delivery
 
 log = structlog.get_logger(__name__)
@@ -42,6 +43,11 @@ async def forget(ctx: Context, user_id: int) -> None:
         update(Delivery)
         .where(Delivery.user_id == user_id)
         .values(user_id=None, chat_id=0, message_id=None, error=None)
+        .execution_options(synchronize_session=False)
+    )
+    await session.execute(
+        delete(PendingReply)
+        .where(PendingReply.chat_id.in_({user_id, ctx.user.chat_id}))  # the private chat's id is the user's
         .execution_options(synchronize_session=False)
     )
     await session.execute(delete(User).where(User.id == user_id).execution_options(synchronize_session=False))

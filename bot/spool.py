@@ -16,7 +16,7 @@ import json
 from collections.abc import Awaitable, Callable, Sequence
 
 import structlog
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from actions.outbox import Blocked, RetryLater, Sender, SendError
@@ -88,23 +88,25 @@ class ReplySpool:
             log.warning("reply.resend_pass_failed", error=type(exc).__name__)
 
     async def send_due(self, now: dt.datetime | None = None) -> int:
-        """One pass: drop what is too old, then send the due replies of up to CHATS_PER_PASS chats; returns how
-        many were delivered."""
+        """One pass over up to CHATS_PER_PASS chats with due replies: drop what is KEEP old, send the rest;
+        returns how many were delivered."""
         now = now or dt.datetime.now(dt.UTC)
+        cutoff = now - KEEP
         async with unit_of_work(self.sessions) as session:
-            expired = await session.execute(delete(PendingReply).where(PendingReply.created_at < now - KEEP))
-            chats = (
-                await session.scalars(
-                    select(PendingReply.chat_id)
+            # One read when nothing is waiting (every tick, mostly): no write transaction unless there is work.
+            due = (
+                await session.execute(
+                    select(PendingReply.chat_id, func.min(PendingReply.created_at))
                     .where(PendingReply.next_at <= now)
                     .group_by(PendingReply.chat_id)
                     .order_by(PendingReply.chat_id)
                     .limit(CHATS_PER_PASS)
                 )
             ).all()
-        dropped = int(getattr(expired, "rowcount", 0) or 0)
-        if dropped:
-            log.warning("reply.expired", count=dropped)
+            if any(oldest < cutoff for _chat, oldest in due):
+                expired = await session.execute(delete(PendingReply).where(PendingReply.created_at < cutoff))
+                log.warning("reply.expired", count=int(getattr(expired, "rowcount", 0) or 0))
+        chats = [chat for chat, _oldest in due]
         sent = 0
         for chat_id in chats:
             sent += await self._send_chat(chat_id, now)
