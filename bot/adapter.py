@@ -12,7 +12,7 @@ from functools import partial
 import structlog
 from sqlalchemy import BigInteger, bindparam, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from telegram import Bot, Message, ReplyParameters, Update
+from telegram import Bot, Message, Update
 from telegram.constants import ChatType, ParseMode
 from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, RetryAfter, TelegramError
 from telegram.ext import Application, CallbackQueryHandler, ContextTypes, MessageHandler, filters
@@ -23,7 +23,7 @@ from actions.content import Content
 from actions.router import Assistant
 from actions.types import Incoming, Reply
 from bot.render import keyboard, split_text
-from bot.sender import retry_seconds
+from bot.sender import message_call, retry_seconds
 from bot.spool import ReplySpool
 from core import metrics
 from core.flood import FloodGuard
@@ -216,11 +216,9 @@ class TelegramAdapter:
                 return
 
     async def _send_piece(self, chat_id: int, reply: Reply, pressed: Message | None) -> None:
-        bot = self.bot
-        markup = keyboard(reply)
-        thread = ReplyParameters(reply.reply_to, allow_sending_without_reply=True) if reply.reply_to else None
         if reply.edit and pressed is not None:
             try:
+                markup = keyboard(reply)
                 edit = partial(pressed.edit_text, reply.text, parse_mode=ParseMode.HTML, reply_markup=markup)
                 await _deliver(chat_id, edit)  # an edit is not a new message: not counted
                 return
@@ -229,22 +227,7 @@ class TelegramAdapter:
                     return
                 # Too old, deleted, or not the bot's: the answer goes out as a new message instead.
                 log.info("reply.edit_refused", chat=chat_id, error=exc.message)
-        if reply.photo:
-            send: Callable[[], Awaitable[object]] = partial(
-                bot.send_photo,
-                chat_id,
-                reply.photo,
-                caption=reply.text or None,
-                parse_mode=ParseMode.HTML,
-                reply_markup=markup,
-                reply_parameters=thread,
-            )
-        else:
-            send = partial(
-                bot.send_message, chat_id, reply.text, parse_mode=ParseMode.HTML, reply_markup=markup,
-                reply_parameters=thread,
-            )  # fmt: skip
-        await _deliver(chat_id, send)
+        await _deliver(chat_id, message_call(self.bot, chat_id, reply))
         self._sent(chat_id)
 
     def _sent(self, chat_id: int) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
-from telegram import ReplyParameters
+from telegram import Bot, Message, ReplyParameters
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
 from telegram.ext import ExtBot
@@ -27,28 +29,8 @@ class TelegramSender:
         self.bot = bot
 
     async def send(self, chat_id: int, reply: Reply, *, paid: bool = False) -> int:
-        markup = keyboard(reply)
-        thread = ReplyParameters(reply.reply_to, allow_sending_without_reply=True) if reply.reply_to else None
         try:
-            if reply.photo:
-                msg = await self.bot.send_photo(
-                    chat_id,
-                    reply.photo,
-                    caption=reply.text or None,
-                    parse_mode=ParseMode.HTML,
-                    reply_markup=markup,
-                    reply_parameters=thread,
-                    allow_paid_broadcast=paid or None,
-                )
-            else:
-                msg = await self.bot.send_message(
-                    chat_id,
-                    reply.text,
-                    parse_mode=ParseMode.HTML,
-                    reply_markup=markup,
-                    reply_parameters=thread,
-                    allow_paid_broadcast=paid or None,
-                )
+            msg = await message_call(self.bot, chat_id, reply, paid=paid)()
         except TelegramError as exc:
             raise _mapped(exc) from exc
         return msg.message_id
@@ -69,6 +51,33 @@ class TelegramSender:
             raise _mapped(exc) from exc
         except TelegramError as exc:
             raise _mapped(exc) from exc
+
+
+def message_call(bot: Bot, chat_id: int, reply: Reply, *, paid: bool = False) -> Callable[[], Awaitable[Message]]:
+    """The Bot API call that sends `reply` as a new message (sendPhoto for a photo, else sendMessage), unsent:
+    callers await it, once or again on a retry."""
+    markup = keyboard(reply)
+    thread = ReplyParameters(reply.reply_to, allow_sending_without_reply=True) if reply.reply_to else None
+    if reply.photo:
+        return partial(
+            bot.send_photo,
+            chat_id,
+            reply.photo,
+            caption=reply.text or None,
+            parse_mode=ParseMode.HTML,
+            reply_markup=markup,
+            reply_parameters=thread,
+            allow_paid_broadcast=paid or None,
+        )
+    return partial(
+        bot.send_message,
+        chat_id,
+        reply.text,
+        parse_mode=ParseMode.HTML,
+        reply_markup=markup,
+        reply_parameters=thread,
+        allow_paid_broadcast=paid or None,
+    )
 
 
 def retry_seconds(exc: RetryAfter) -> float:
