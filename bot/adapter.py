@@ -206,13 +206,12 @@ class TelegramAdapter:
                 log.info("send.blocked", chat=chat_id)
                 await self.mark_inactive(chat_id)
                 return
-            except BadRequest:
+            except BadRequest:  # a NetworkError subclass in PTB, but Telegram refusing the request is no outage
                 raise
             except (RetryAfter, NetworkError) as exc:  # Telegram still failing after the retries: kept, not lost
                 if self.spool is None:
                     raise
-                log.warning("reply.failed", chat=chat_id, error=type(exc).__name__)
-                await self.spool.keep(chat_id, pieces[i:])
+                await self.spool.keep(chat_id, pieces[i:], reason=type(exc).__name__)
                 return
 
     async def _send_piece(self, chat_id: int, reply: Reply, pressed: Message | None) -> None:

@@ -2,10 +2,10 @@
 
 A reply is tried REPLY_ATTEMPTS times within REPLY_MAX_WAIT_S (bot/adapter.py); when Telegram still does not take
 it (5xx, timeouts, refused connections, a long 429), the adapter hands it and the replies after it to `keep`, and
-the scheduler's `send_due` tick sends them through the outbound port, oldest first and in order per chat, backing
-off while Telegram fails, until they are delivered or KEEP old (an answer an hour late is dropped: the citizen has
-asked again or gone). A chat's rows are claimed by moving their `next_at` forward in a committed conditional
-UPDATE before anything is sent, so two bot processes never send the same reply.
+the scheduler's `tick` (a `send_due` pass) sends them through the outbound port, oldest first and in order per
+chat, backing off while Telegram fails, until they are delivered or KEEP old (an answer an hour late is dropped:
+the citizen has asked again or gone). A chat's rows are claimed by moving their `next_at` forward in a committed
+conditional UPDATE before anything is sent, so two bot processes never send the same reply.
 """
 
 from __future__ import annotations
@@ -64,7 +64,9 @@ class ReplySpool:
         self.sender = sender
         self.on_blocked = on_blocked
 
-    async def keep(self, chat_id: int, replies: Sequence[Reply], now: dt.datetime | None = None) -> None:
+    async def keep(
+        self, chat_id: int, replies: Sequence[Reply], now: dt.datetime | None = None, reason: str = ""
+    ) -> None:
         """Keep `replies` for `chat_id`, in order, to be sent again from FIRST_RETRY on."""
         now = now or dt.datetime.now(dt.UTC)
         async with unit_of_work(self.sessions) as session:
@@ -78,7 +80,7 @@ class ReplySpool:
                 )
                 for r in replies
             )
-        log.warning("reply.kept", chat=chat_id, count=len(replies))
+        log.warning("reply.kept", chat=chat_id, count=len(replies), error=reason)
 
     async def tick(self) -> None:
         """The scheduler's job: a pass, its failure logged (the database may be away; the next tick tries again)."""
