@@ -24,6 +24,9 @@ class Context:
     user: User
     now: dt.datetime
     services: dict[str, Any] = field(default_factory=dict)  # long-lived clients, keyed by capability
+    # What capabilities' `prefetch` hooks fetched over the network before this unit of work opened (a result or
+    # the exception it raised), keyed by the capability's own keys: no transaction waits on a remote service.
+    fetched: dict[str, object] = field(default_factory=dict)
 
     @property
     def lang(self) -> str:

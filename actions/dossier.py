@@ -5,8 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import unicodedata
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import structlog
@@ -17,7 +18,7 @@ from actions import callbacks
 from actions.base import Context
 from actions.content import Content
 from actions.feedback import offer_feedback
-from actions.types import Button, Incoming, Reply
+from actions.types import Button, Incoming, Reply, Understanding
 from portal.client import DossierNotFound, PortalError, PortalUnavailable, code_ref
 from portal.codes import find_code, looks_like_code_attempt, normalize_code
 from portal.models import Dossier
@@ -37,6 +38,29 @@ DEEP_LINK_PREFIX = "dossier_"
 # on the first one's write lock under SQLite, and the follow and its reminders must commit together anyway.
 DeadlinesHook = Callable[[AsyncSession, int, str, list[tuple[str, dt.datetime]]], Awaitable[None]]
 _START_PARAM_MAX = 64
+
+
+def _fetch_key(code: str) -> str:
+    return f"dossier:{code}"
+
+
+def _code_in_update(
+    text: str | None, callback: tuple[str, tuple[str, ...]] | None, nlu: Understanding | None
+) -> str | None:
+    """The dossier code an update may look up: the same places `on_intent`, `on_text`, `on_deep_link` and the
+    [Follow]/[pick] buttons take it from."""
+    if callback is not None:
+        action, args = callback
+        return normalize_code(args[0]) if action in (FOLLOW, PICK) and args else None
+    if not text:
+        return None
+    if text.startswith("/"):
+        head, _sep, args_text = text.partition(" ")
+        if head[1:].split("@", 1)[0].lower() != "start":
+            return None
+        return decode_start_payload(args_text.strip())
+    raw = nlu.entity("dossier_code") if nlu is not None else None
+    return normalize_code(raw) or find_code(text)
 
 
 def encode_start_payload(code: str) -> str:
@@ -241,9 +265,38 @@ class DossierCapability:
         portal: DossierSource = ctx.services[self._service]
         return portal
 
+    async def prefetch(
+        self,
+        text: str | None,
+        callback: tuple[str, tuple[str, ...]] | None,
+        nlu: Understanding | None,
+        services: Mapping[str, Any],
+    ) -> dict[str, object]:
+        """Looks up, before the update's transaction opens, the dossier this update may show or follow: the
+        portal may take its whole deadline (8 s), and a transaction held that long would hold SQLite's one write
+        lock, and so every other citizen's answer, with it. Decided from the update alone (a code in the text or
+        the NLU's entity, a deep link, a [Follow] or a followed dossier's button); a code typed without the
+        assistant waiting for one costs a lookup nobody reads, which is rare and cheap next to that."""
+        code = _code_in_update(text, callback, nlu)
+        if code is None or self._service not in services:
+            return {}
+        portal: DossierSource = services[self._service]
+        outcome: object
+        try:
+            outcome = await portal.get_dossier(code)
+        except PortalError as exc:  # DossierNotFound and PortalUnavailable too: the handler words each
+            outcome = exc
+        return {_fetch_key(code): outcome}
+
     async def _fetch(self, code: str, ctx: Context) -> Dossier | _NoDossier:
         """The dossier, or the reply that explains why there is none."""
         try:
+            fetched = ctx.fetched.get(_fetch_key(code))
+            if isinstance(fetched, Dossier):
+                return fetched
+            if isinstance(fetched, PortalError):
+                raise fetched
+            # Not looked up beforehand (a caller without the channel's prefetch step, e.g. a direct call).
             return await self._portal(ctx).get_dossier(code)
         except DossierNotFound:
             return _NoDossier(Reply(ctx.t("dossier.not_found", code=code), ((self._other_button(ctx),),)))

@@ -134,6 +134,27 @@ class Assistant:
         except self._unavailable:
             return None
 
+    async def prefetch(
+        self,
+        text: str | None,
+        callback: tuple[str, tuple[str, ...]] | None,
+        nlu: Understanding | None,
+        services: dict[str, Any],
+    ) -> dict[str, object]:
+        """Network reads the update may need (a dossier lookup), done by the channel before the update's
+        transaction opens, like `understand`; a capability's `prefetch` hook decides from the update alone, and
+        its handlers find the results in `ctx.fetched`. A hook that fails is logged: its handler fetches then."""
+        fetched: dict[str, object] = {}
+        for cap in self.capabilities:
+            hook = getattr(cap, "prefetch", None)
+            if hook is None:
+                continue
+            try:
+                fetched.update(await hook(text, callback, nlu, services))
+            except Exception as exc:  # never lose the update over a read it may not even need
+                log.warning("prefetch.failed", capability=type(cap).__name__, error=type(exc).__name__)
+        return fetched
+
     async def _waiting_for_text(self, ctx: Context) -> list[Any]:
         """The capabilities that may be waiting for this citizen's typed answer, in order.
 

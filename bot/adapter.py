@@ -152,6 +152,9 @@ class TelegramAdapter:
         # Typed text is read by the NLU server before the transaction opens: no transaction (on SQLite, the single
         # writer lock) is held across that network call, so different citizens' updates do not queue on it.
         understood = await self.assistant.understand(text) if work == self.assistant.on_text else None
+        # So is the portal: a dossier lookup may wait its whole deadline (8 s), and other citizens must not.
+        relay = work == self.assistant.on_staff_group  # staff answering a ticket: nothing to look up
+        fetched = {} if relay else await self.assistant.prefetch(text, callback, understood, self.services)
         async with unit_of_work(self.sessions) as session:
             row = (await session.execute(_USER_AND_HANDLED, {"uid": tg_user.id, "upd": update.update_id})).first()
             if row is not None:
@@ -168,7 +171,7 @@ class TelegramAdapter:
                 # Written at once: rows the capabilities add refer to it, and a Core statement (the router's text
                 # probe) does not autoflush, so nothing else would order this INSERT before theirs.
                 await session.flush()
-            ctx = Context(self.content, self.settings, session, user, now, self.services)
+            ctx = Context(self.content, self.settings, session, user, now, self.services, fetched)
             msg = update.message
             inc = Incoming(
                 user_id=tg_user.id,
