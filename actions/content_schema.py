@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import string
 from typing import Annotated, Literal
@@ -19,6 +20,12 @@ ASPECTS: tuple[Aspect, ...] = ("documents", "fee", "duration", "how", "where")
 # Aspects that are facts (money, time limits): their texts must carry a source and the date it was checked.
 FACT_ASPECTS: tuple[Aspect, ...] = ("fee", "duration")
 PROCEDURE_EXTRA_TEXTS = ("name", "who", "mistakes")
+# Working notes that must never reach a citizen: a fact not yet confirmed is reworded ("check on the portal when you
+# apply") and loses its `checked` date, it is not shipped with a marker in its text or its source.
+INTERNAL_MARKERS = re.compile(r"\b(GUESS|TODO|FIXME|XXX|unverified)\b|chưa đối chiếu", re.IGNORECASE)
+# What a fact without a `checked` date must tell the citizen instead (vi, en): the amount or time limit is theirs
+# to confirm where they apply. Matched case-insensitively.
+CHECK_ON_PORTAL = ("kiểm tra trên cổng dịch vụ công khi nộp", "check on the portal when you apply")
 # The content files this area owns; the placeholder check runs over them.
 OWN_STEMS = ("guides", "eid", "troubleshoot", "procedures", "renewal")
 MAX_DETOUR_DEPTH = 6  # guide + nested troubleshooting branches; keeps the stored stack short
@@ -123,9 +130,44 @@ class GuidesSection(_Strict):
         return keys
 
 
+Channel = Literal["online", "offline", "any"]
+
+
+class FeeRule(_Strict):
+    """One amount of a procedure's fee, for one way of applying, over the dates a legal text sets it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    amount_vnd: int = Field(ge=0)
+    applies: Channel
+    # What the amount is for when a procedure has several (new passport, re-issue…): text procedures.fee_for.<for>.
+    for_: Ident | None = Field(default=None, alias="for")
+    from_: dt.date | None = Field(default=None, alias="from")  # None: in force since before the bot existed
+    until: dt.date | None = None  # the last day it applies (inclusive); None: no end set
+    source: str = Field(min_length=1)
+    checked: dt.date | None = None  # None: not confirmed; the answer then asks to check the amount on the portal
+
+    @model_validator(mode="after")
+    def _dates(self) -> FeeRule:
+        if self.from_ is not None and self.until is not None and self.until < self.from_:
+            raise ValueError(f"fee rule ends ({self.until}) before it starts ({self.from_})")
+        return self
+
+    def in_force(self, day: dt.date) -> bool:
+        return (self.from_ is None or self.from_ <= day) and (self.until is None or day <= self.until)
+
+
+def _overlap(a: FeeRule, b: FeeRule) -> bool:
+    start_a, start_b = a.from_ or dt.date.min, b.from_ or dt.date.min
+    end_a, end_b = a.until or dt.date.max, b.until or dt.date.max
+    return start_a <= end_b and start_b <= end_a
+
+
 class ProceduresSection(_Strict):
     order: list[Ident] = Field(min_length=1)
     aspects: list[Aspect] = Field(min_length=1)
+    # Dated fee amounts per procedure, so the answer quotes the amount in force on the day it is asked.
+    fees: dict[Ident, list[FeeRule]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _unique(self) -> ProceduresSection:
@@ -133,11 +175,25 @@ class ProceduresSection(_Strict):
             raise ValueError("procedure ids repeat in `order`")
         if set(self.aspects) != set(ASPECTS):
             raise ValueError(f"`aspects` must list exactly {ASPECTS}")
+        for pid, rules in self.fees.items():
+            if pid not in self.order:
+                raise ValueError(f"fees: unknown procedure {pid!r}")
+            for i, a in enumerate(rules):
+                for b in rules[i + 1 :]:
+                    # Two amounts for the same thing and the same way of applying on one day: which to quote?
+                    if (a.for_, a.applies) == (b.for_, b.applies) and _overlap(a, b):
+                        raise ValueError(f"fees.{pid}: two {a.applies} rules for {a.for_ or 'the fee'} overlap")
         return self
+
+    def rules_on(self, pid: str, day: dt.date) -> list[FeeRule]:
+        """The fee rules of `pid` in force on `day`, in the order the content lists them."""
+        return [r for r in self.fees.get(pid, []) if r.in_force(day)]
 
     def text_keys(self) -> set[str]:
         names = (*self.aspects, *PROCEDURE_EXTRA_TEXTS)
-        return {f"procedures.{pid}.{name}" for pid in self.order for name in names}
+        keys = {f"procedures.{pid}.{name}" for pid in self.order for name in names}
+        keys |= {f"procedures.fee_for.{r.for_}" for rules in self.fees.values() for r in rules if r.for_}
+        return keys
 
     def fact_keys(self) -> set[str]:
         return {f"procedures.{pid}.{aspect}" for pid in self.order for aspect in FACT_ASPECTS}
@@ -157,8 +213,11 @@ def guides_section(content: Content) -> GuidesSection:
 
 def procedures_section(content: Content) -> ProceduresSection:
     raw = content.raw.get("procedures") or {}
+    block = raw.get("procedures")
+    if isinstance(block, dict):
+        block = {**block, "fees": raw.get("fees") or {}}
     try:
-        return ProceduresSection.model_validate(raw.get("procedures"))
+        return ProceduresSection.model_validate(block)
     except ValidationError as exc:
         raise SectionError(f"procedures.yml: {exc}") from exc
 
@@ -182,7 +241,26 @@ CODE_KEYS = (
             "resumed",
         ]
     ),
-    *(f"procedures.{k}" for k in ["ask_procedure", "ask_aspect", "checked_line", "btn_all", "aspect.mistakes"]),
+    *(
+        f"procedures.{k}"
+        for k in [
+            "ask_procedure",
+            "ask_aspect",
+            "checked_line",
+            "source_line",
+            "btn_all",
+            "aspect.mistakes",
+            "fee_today",
+            "fee_line",
+            "fee_line_for",
+            "fee_free",
+            "fee_checked",
+            "fee_unchecked",
+            "fee_channel.online",
+            "fee_channel.offline",
+            "fee_channel.any",
+        ]
+    ),
     *(f"procedures.aspect.{a}" for a in ASPECTS),
     "eid.info",
     "eid.level2_unlocks",
@@ -243,8 +321,11 @@ def validate_all(content: Content) -> list[str]:
     for key in sorted(facts):
         if content.has(key):
             entry = content.entry(key)
-            if not entry.source or entry.checked is None:
-                problems.append(f"fact {key!r} lacks `source` or `checked`")
+            if not entry.source:
+                problems.append(f"fact {key!r} lacks `source`")
+            elif entry.checked is None and not _asks_to_check(entry.vi, entry.en):
+                problems.append(f"fact {key!r} has no `checked` date and does not ask to check on the portal")
+    problems += _marker_problems(content)
     own = re.compile(rf"^({'|'.join(OWN_STEMS)})\.")
     own_keys = [key for key in content.keys() if own.match(key)]  # noqa: SIM118 (Content is no mapping)
     if not problems:  # with a broken section every text it names would look unused
@@ -258,6 +339,33 @@ def validate_all(content: Content) -> list[str]:
             continue
         if vi != en:
             problems.append(f"text {key!r}: placeholders differ between vi {sorted(vi)} and en {sorted(en)}")
-        if (entry.source is None) != (entry.checked is None):
-            problems.append(f"text {key!r}: `source` and `checked` go together")
+        if entry.checked is not None and not entry.source:
+            problems.append(f"text {key!r}: `checked` without a `source`")
+        if entry.source and entry.checked is None and not _asks_to_check(entry.vi, entry.en, loose=True):
+            problems.append(f"text {key!r}: an unconfirmed fact must ask the citizen to check it")
+    return problems
+
+
+def _asks_to_check(vi: str, en: str, *, loose: bool = False) -> bool:
+    """Whether an unconfirmed fact tells the citizen to confirm it where they apply (loosely: to check it at all)."""
+    if loose:
+        return "kiểm tra" in vi.lower() and "check" in en.lower()
+    return CHECK_ON_PORTAL[0] in vi.lower() and CHECK_ON_PORTAL[1] in en.lower()
+
+
+def _marker_problems(content: Content) -> list[str]:
+    """Internal markers (GUESS, TODO, "chưa đối chiếu"…) in any text or source a citizen can be shown."""
+    problems: list[str] = []
+    for key in content.keys():  # noqa: SIM118 (Content is no mapping)
+        entry = content.entry(key)
+        for field, value in (("vi", entry.vi), ("en", entry.en), ("source", entry.source or "")):
+            if m := INTERNAL_MARKERS.search(value):
+                problems.append(f"text {key!r}: internal marker {m.group(0)!r} in `{field}`")
+    raw_fees = (content.raw.get("procedures") or {}).get("fees") or {}
+    if isinstance(raw_fees, dict):
+        for pid, rules in raw_fees.items():
+            for i, rule in enumerate(rules if isinstance(rules, list) else []):
+                source = str(rule.get("source", "")) if isinstance(rule, dict) else ""
+                if m := INTERNAL_MARKERS.search(source):
+                    problems.append(f"fee rule fees.{pid}[{i}]: internal marker {m.group(0)!r} in `source`")
     return problems

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from zoneinfo import ZoneInfo
+
 import structlog
 
 from actions import callbacks
 from actions.base import Context
 from actions.content import Content
-from actions.content_schema import ProceduresSection, procedures_section
+from actions.content_schema import FeeRule, ProceduresSection, procedures_section
 from actions.feedback import offer_feedback
 from actions.types import Button, Incoming, Reply
 
@@ -23,11 +26,50 @@ _ASPECTS_PER_ROW = 2
 
 
 def checked_line(ctx: Context, key: str) -> str | None:
-    """ "Checked on dd/mm/yyyy. Source: …" for a text that is a fact, else None."""
+    """ "Checked on dd/mm/yyyy. Source: …" for a confirmed fact, "Source: …" for an unconfirmed one, else None."""
     entry = ctx.content.entry(key)
-    if entry.checked is None or not entry.source:
+    if not entry.source:
         return None
+    if entry.checked is None:  # no date we cannot stand behind; the text itself asks to check on the portal
+        return ctx.t("procedures.source_line", source=entry.source)
     return ctx.t("procedures.checked_line", date=entry.checked.strftime("%d/%m/%Y"), source=entry.source)
+
+
+def local_day(ctx: Context) -> dt.date:
+    """The day the question is asked in the province (a fee ending on 31/12 still applies at 23:00 there)."""
+    return ctx.now.astimezone(ZoneInfo(ctx.settings.timezone)).date()
+
+
+def _amount(ctx: Context, vnd: int) -> str:
+    if vnd == 0:
+        return ctx.t("procedures.fee_free")
+    grouped = f"{vnd:,}"
+    return f"{grouped.replace(',', '.')} đồng" if ctx.lang == "vi" else f"{grouped} VND"
+
+
+def fee_lines(ctx: Context, rules: list[FeeRule], day: dt.date) -> str | None:
+    """The amounts in force on `day`, one line each, then the sources they rest on; None when no rule applies."""
+    if not rules:
+        return None
+    # "any" next to an online rate for the same thing is what you pay in person.
+    online = {r.for_ for r in rules if r.applies == "online"}
+    lines = [ctx.t("procedures.fee_today", date=day.strftime("%d/%m/%Y"))]
+    for rule in rules:
+        channel = "offline" if rule.applies == "any" and rule.for_ in online else rule.applies
+        values = {"channel": ctx.t(f"procedures.fee_channel.{channel}"), "amount": _amount(ctx, rule.amount_vnd)}
+        if rule.for_:
+            lines.append(ctx.t("procedures.fee_line_for", what=ctx.t(f"procedures.fee_for.{rule.for_}"), **values))
+        else:
+            lines.append(ctx.t("procedures.fee_line", **values))
+    cited: list[str] = []
+    for rule in rules:
+        if rule.checked is not None:
+            line = ctx.t("procedures.fee_checked", date=rule.checked.strftime("%d/%m/%Y"), source=rule.source)
+        else:
+            line = ctx.t("procedures.fee_unchecked", source=rule.source)
+        if line not in cited:
+            cited.append(line)
+    return "\n".join(lines) + "\n" + "\n".join(cited)
 
 
 class ProceduresCapability:
@@ -80,7 +122,11 @@ class ProceduresCapability:
     def _aspect(self, ctx: Context, pid: str, aspect: str, *, edit: bool) -> Reply:
         key = f"procedures.{pid}.{aspect}"
         title = f"<b>{ctx.t(f'procedures.{pid}.name')}</b> — {ctx.t(f'procedures.aspect.{aspect}')}"
-        parts = [title, ctx.t(key), checked_line(ctx, key)]
+        parts: list[str | None] = [title]
+        if aspect == "fee":
+            day = local_day(ctx)
+            parts.append(fee_lines(ctx, self.section.rules_on(pid, day), day))
+        parts += [ctx.t(key), checked_line(ctx, key)]
         text = "\n\n".join(p for p in parts if p)
         return Reply(text, self._aspect_buttons(ctx, pid, shown=aspect), edit=edit)
 
