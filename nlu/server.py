@@ -15,6 +15,8 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 RASA_BIN = ROOT / ".rasa-venv" / "bin" / "rasa"
+RASA_PY = ROOT / ".rasa-venv" / "bin" / "python"
+TOKEN_ENV = "RASA_AUTH_TOKEN"  # noqa: S105 = nlu/serve.py TOKEN_ENV (that module runs in the Rasa environment)
 MODELS = ROOT / "models"
 
 
@@ -76,16 +78,15 @@ def start_rasa(
         "SQLALCHEMY_SILENCE_UBER_WARNING": "1",
         "RASA_TELEMETRY_ENABLED": "false",
     }
+    env[TOKEN_ENV] = token  # not on the command line: nlu/serve.py reads it from the environment and drops it
     cmd = [
-        str(RASA_BIN),
-        "run",
-        "--enable-api",
+        str(RASA_PY),
+        "-m",
+        "nlu.serve",
         "--interface",
         "127.0.0.1",
         "--port",
         str(port),
-        "--auth-token",
-        token,
         "--model",
         str(model),
         "--log-file",

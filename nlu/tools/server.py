@@ -7,6 +7,7 @@ import os
 import secrets
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nlu.tools.common import ROOT, quiet_rasa, rasa_bin
+from nlu.tools.common import ROOT, quiet_rasa
 
 
 @dataclass
@@ -71,14 +72,11 @@ def running_server(model: Path, port: int | None = None, startup_timeout: float 
     quiet_rasa()
     port = port or free_port()
     token = secrets.token_hex(16)
-    cmd = [
-        rasa_bin(), "run", "--enable-api", "-i", "127.0.0.1", "-p", str(port),
-        "--auth-token", token, "-m", str(model), "--quiet",
-    ]  # fmt: skip
+    # The token goes through the environment, not argv (nlu/serve.py says why).
+    cmd = [sys.executable, "-m", "nlu.serve", "--port", str(port), "--model", str(model), "--quiet"]
+    env = {**os.environ, "RASA_AUTH_TOKEN": token, "PYTHONPATH": str(ROOT)}
     started = time.perf_counter()
-    process = subprocess.Popen(
-        cmd, cwd=ROOT, env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    process = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
         while True:
