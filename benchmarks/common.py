@@ -7,6 +7,7 @@ import contextlib
 import math
 import os
 import pstats
+import secrets
 import signal
 import subprocess
 import sys
@@ -106,6 +107,8 @@ class BotProcess:
             "DATABASE_URL": db_url,
             "RASA_URL": "http://127.0.0.1:9",
             "RASA_TOKEN": RASA_TOKEN,
+            # `python -m bot` refuses public default secrets; nothing listens on port 9 anyway
+            "PORTAL_CLIENT_SECRET": secrets.token_urlsafe(24),
             "PORTAL_BASE_URL": "http://127.0.0.1:9",
             "PORTAL_TOKEN_URL": "http://127.0.0.1:9/oauth/token",
             "LOG_FORMAT": "json",

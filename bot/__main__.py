@@ -3,17 +3,54 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
+from typing import Any
 from urllib.parse import urlparse
 
 import structlog
 import uvloop
+from telegram.ext import Application
 
-from bot.app import build_application
+from bot.app import build_application, stop_in_loop
+from bot.webhook import start_webhook
+from broadcast.audience import AreasFileError
 from core.logs import setup_logging
-from core.settings import load_settings
+from core.secrets_check import startup_problems
+from core.settings import Settings, load_settings
 
 log = structlog.get_logger("bot")
+
+ALLOWED_UPDATES = ["message", "callback_query", "my_chat_member"]
+
+
+async def run_webhook(app: Application[Any, Any, Any, Any, Any, Any], settings: Settings) -> None:
+    """Webhook mode in one event loop: start the Application, serve bot/webhook.py, stop on SIGINT/SIGTERM."""
+    assert settings.webhook_url and settings.webhook_secret  # startup_problems() refused to start otherwise
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
+    await app.initialize()
+    if app.post_init is not None:
+        await app.post_init(app)
+    await app.start()
+    runner = None
+    try:
+        runner = await start_webhook(
+            app,
+            listen=settings.webhook_listen,
+            port=settings.webhook_port,
+            path=urlparse(settings.webhook_url).path.lstrip("/") or "telegram",
+            secret=settings.webhook_secret.get_secret_value(),
+            webhook_url=settings.webhook_url,
+            allowed_updates=ALLOWED_UPDATES,
+        )
+        await stopping.wait()
+    finally:
+        if runner is not None:
+            await runner.cleanup()  # no new updates first, then the Application finishes what it holds
+        await stop_in_loop(app)
 
 
 def main() -> int:
@@ -29,21 +66,20 @@ def main() -> int:
             file=sys.stderr,
         )
         return 2
-    app, _runtime = build_application(settings)
-    # PTB's run_* install SIGINT/SIGTERM handlers and shut everything down in order (post_shutdown included).
+    problems = startup_problems(settings)
+    if problems:
+        print("The bot will not start:\n" + "\n".join(f"- {p}" for p in problems), file=sys.stderr)
+        return 2
+    try:
+        app, _runtime = build_application(settings)
+    except AreasFileError as exc:
+        print(f"The bot will not start: {exc}", file=sys.stderr)
+        return 2
     if settings.webhook_url:
-        path = urlparse(settings.webhook_url).path.lstrip("/") or "telegram"
-        secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
-        app.run_webhook(
-            listen=settings.webhook_listen,
-            port=settings.webhook_port,
-            url_path=path,
-            webhook_url=settings.webhook_url,
-            secret_token=secret,
-            allowed_updates=["message", "callback_query", "my_chat_member"],
-        )
+        asyncio.run(run_webhook(app, settings))
     else:
-        app.run_polling(allowed_updates=["message", "callback_query", "my_chat_member"], poll_interval=0.0)
+        # PTB's run_polling installs SIGINT/SIGTERM handlers and shuts everything down in order.
+        app.run_polling(allowed_updates=ALLOWED_UPDATES, poll_interval=0.0)
     return 0
 
 

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,6 +17,7 @@ from sqlalchemy import select
 
 from actions.types import Understanding
 from bot.app import build_application, stop_in_loop
+from bot.webhook import start_webhook
 from nlu.server import RasaServer, free_port
 from sandbox.portal.server import PortalEmulator
 from sandbox.telegram.client import SandboxClient, SandboxTimeout, SimMessage, SimUser
@@ -128,7 +130,12 @@ async def test_secrets_stay_out_of_the_logs_even_with_request_logging_on(
 def test_rasa_listens_on_loopback_only_and_wants_its_token(rasa: RasaServer) -> None:
     args = list(rasa.process.args)  # type: ignore[arg-type]
     assert args[args.index("--interface") + 1] == "127.0.0.1"
-    assert args[args.index("--auth-token") + 1] == rasa.token
+    # The token is not on the command line, which every local user can read (`ps`); it went through the
+    # environment, which /proc shows only to the process's owner.
+    proc = Path(f"/proc/{rasa.process.pid}")
+    cmdline = (proc / "cmdline").read_bytes().decode()
+    assert rasa.token not in cmdline and "--auth-token" not in cmdline
+    assert (proc / "cmdline").stat().st_mode & 0o004 and not (proc / "environ").stat().st_mode & 0o044
     port = int(rasa.url.rsplit(":", 1)[1])
     listening = set(_listening_addresses(port))
     assert listening == {"127.0.0.1"}, listening
@@ -137,6 +144,21 @@ def test_rasa_listens_on_loopback_only_and_wants_its_token(rasa: RasaServer) -> 
     wrong = httpx.post(f"{rasa.url}/model/parse", params={"token": "wrong"}, json={"text": "x"}, timeout=5)
     assert wrong.status_code == 401
     assert httpx.get(f"{rasa.url}/status", params={"token": rasa.token}, timeout=5).status_code == 200
+
+
+def test_rasa_serves_only_the_nlu_routes(rasa: RasaServer) -> None:
+    """The REST chat channel, trackers and training are not reachable even with the token, even on loopback."""
+    token = {"token": rasa.token}
+    ok = httpx.post(f"{rasa.url}/model/parse", params=token, json={"text": "xin chao"}, timeout=10)
+    assert ok.status_code == 200 and ok.json()["intent"]["name"]
+    refused = [
+        httpx.post(f"{rasa.url}/webhooks/rest/webhook", json={"sender": "x", "message": "hi"}, timeout=5),
+        httpx.get(f"{rasa.url}/conversations/x/tracker", params=token, timeout=5),
+        httpx.post(f"{rasa.url}/model/train", params=token, content=b"{}", timeout=5),
+        httpx.get(f"{rasa.url}/domain", params=token, timeout=5),
+        httpx.post(f"{rasa.url}/model/test/intents", params=token, content=b"{}", timeout=5),
+    ]
+    assert [r.status_code for r in refused] == [404] * len(refused)
 
 
 def _listening_addresses(port: int) -> Iterator[str]:
@@ -159,7 +181,7 @@ async def test_webhook_updates_without_the_secret_header_are_refused(
     sandbox: SandboxClient, tg: tuple[TelegramEmulator, str], db_url: str
 ) -> None:
     port = free_port()
-    secret = "webhook-secret-value-456"
+    secret = "webhook-secret-value-456-" + "x7Kq2mZp9RtVwY3b"
     settings = bot_settings(
         tg[1], db_url, webhook_url=f"http://127.0.0.1:{port}/telegram", webhook_secret=secret, webhook_port=port
     )
@@ -168,10 +190,15 @@ async def test_webhook_updates_without_the_secret_header_are_refused(
     assert app.post_init is not None
     await app.post_init(app)
     await app.start()
-    assert app.updater is not None
-    # What `python -m bot` does with WEBHOOK_URL set (run_webhook), inside this test's event loop.
-    await app.updater.start_webhook(
-        listen="127.0.0.1", port=port, url_path="telegram", webhook_url=settings.webhook_url, secret_token=secret
+    # What `python -m bot` does with WEBHOOK_URL set (bot/__main__.py run_webhook), inside this test's event loop.
+    runner = await start_webhook(
+        app,
+        listen="127.0.0.1",
+        port=port,
+        path="telegram",
+        secret=secret,
+        webhook_url=settings.webhook_url,
+        allowed_updates=["message", "callback_query"],
     )
     try:
         citizen = await sandbox.user(6005, first_name="An", language_code="vi")
@@ -193,7 +220,12 @@ async def test_webhook_updates_without_the_secret_header_are_refused(
         async with httpx.AsyncClient(timeout=10) as http:
             no_header = await http.post(url, json=forged)
             wrong = await http.post(url, json=forged, headers={"X-Telegram-Bot-Api-Secret-Token": "guess"})
-        assert (no_header.status_code, wrong.status_code) == (403, 403)
+            # same length, one character off: still refused
+            near = await http.post(url, json=forged, headers={"X-Telegram-Bot-Api-Secret-Token": secret[:-1] + "c"})
+            empty = await http.post(url, json=forged, headers={"X-Telegram-Bot-Api-Secret-Token": ""})
+            garbage = await http.post(url, content=b"{not json", headers={"X-Telegram-Bot-Api-Secret-Token": secret})
+        assert [r.status_code for r in (no_header, wrong, near, empty)] == [403] * 4
+        assert garbage.status_code == 400
         # One chat's updates are handled in order: once this reply is in, a forged update taken in would be too.
         await citizen.command("help")
         [help_reply] = await citizen.wait_for(count=1, timeout=20)
@@ -202,6 +234,7 @@ async def test_webhook_updates_without_the_secret_header_are_refused(
             assert await s.get(ProcessedUpdate, 987654) is None
             assert (await s.scalars(select(ProcessedUpdate.update_id))).all()  # the pushed one was handled
     finally:
+        await runner.cleanup()
         await stop_in_loop(app)
 
 

@@ -8,6 +8,7 @@ import html
 import json
 import os
 import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -331,7 +332,8 @@ async def chat_loop(session: ChatSession) -> None:
 async def sandbox_services() -> tuple[TelegramEmulator, str, PortalEmulator, str]:
     telegram = TelegramEmulator(tokens=[SANDBOX_TOKEN])
     telegram_url = await telegram.start("127.0.0.1", 0)
-    portal = PortalEmulator()
+    # A fresh client secret each run: the bot refuses the public default, in the sandbox as anywhere.
+    portal = PortalEmulator(client_secret=secrets.token_urlsafe(24))
     portal_url = await portal.start("127.0.0.1", 0)
     return telegram, telegram_url, portal, portal_url
 
@@ -403,14 +405,17 @@ async def run_sandbox_async(rasa_url: str, rasa_token: str) -> None:
 
 def _main() -> int:
     settings = load_settings()
-    token = settings.rasa_token.get_secret_value()
     if settings.telegram_bot_token is not None:
-        return run_real(settings.rasa_url, token)
+        return run_real(settings.rasa_url, settings.rasa_token.get_secret_value())
+    # The sandbox starts its own Rasa on a free port with a token of its own: a second `make run` on the same
+    # machine, or a Rasa left running, can neither take its port nor answer in its place (start_rasa waits for
+    # *this* process to answer with *this* token).
+    token = secrets.token_urlsafe(24)
     started = time.monotonic()
-    rasa = start_rasa_for(settings.rasa_url, token)
-    say(f"Rasa ready after {time.monotonic() - started:.0f} s")
+    rasa = start_rasa(token, progress=True)
+    say(f"Rasa ready on {rasa.url} after {time.monotonic() - started:.0f} s")
     try:
-        asyncio.run(run_sandbox_async(settings.rasa_url, token))
+        asyncio.run(run_sandbox_async(rasa.url, token))
     except KeyboardInterrupt:
         pass
     finally:
