@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -27,6 +28,9 @@ class Context:
     # What capabilities' `prefetch` hooks fetched over the network before this unit of work opened (a result or
     # the exception it raised), keyed by the capability's own keys: no transaction waits on a remote service.
     fetched: dict[str, object] = field(default_factory=dict)
+    # Work the channel runs once this unit of work has committed, outside any transaction: sends to other chats
+    # (the staff group, a citizen answered by staff) whose rows were committed with the update (an outbox).
+    after_commit: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     @property
     def lang(self) -> str:

@@ -26,19 +26,19 @@ from zoneinfo import ZoneInfo
 import structlog
 import yaml
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import ColumnElement, MetaData, delete, exists, select
+from sqlalchemy import ColumnElement, MetaData, delete, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from actions import callbacks
 from actions.base import Context
 from actions.content import Content
-from actions.outbox import Blocked, Migrated, RetryLater, Sender, SendError
+from actions.outbox import Blocked, RetryLater, Sender, SendError, decode, encode
 from actions.staff import is_staff, refused
 from actions.types import Button, Incoming, Reply
 from core.pii import redact
 from store.base import Base
 from store.models import User
-from store.models_handover import CLOSED, TAKEN, WAITING, RecentMessage, Ticket, TicketMessage
+from store.models_handover import CLOSED, TAKEN, WAITING, HandoverOutbox, RecentMessage, Ticket, TicketMessage
 
 log = structlog.get_logger(__name__)
 
@@ -55,7 +55,10 @@ STAFF_LANG = "vi"  # the staff group works in Vietnamese whatever the citizen's 
 RING_SIZE = 5
 RING_TEXT_CHARS = 300
 RING_KEEP = dt.timedelta(days=1)
-MAX_WAIT_S = 5.0  # the longest a handler waits out a 429 before reporting the message as not delivered
+MAX_WAIT_S = 5.0  # the longest a send waits out a 429 before reporting the message as not delivered
+# A ticket message is sent by the process that committed it, right after the commit; one still queued this long
+# after (that process died in between) is sent by the scheduler's pass (`deliver_left`).
+OUTBOX_LEASE = dt.timedelta(seconds=60)
 RELAY_MAX_CHARS = 3500  # room for the prefix under Telegram's 4096-character message limit
 HOLIDAYS_FILE = Path(__file__).resolve().parent.parent / "data" / "holidays.yml"
 DEFAULT_OFFICE_HOURS = "mon-fri 07:30-11:30,13:30-17:00"
@@ -339,6 +342,9 @@ class HandoverCapability:
                 return [Reply(ctx.t("common.stale_button"))]
             if ticket is None:
                 return [Reply(ctx.t("common.stale_button"))]
+            if not await is_staff(ctx):  # membership of the group is not enough: a leaked invite, a removed member
+                refused(ctx, f"ticket_{action}")
+                return [Reply(self._g(ctx, "group_not_staff", id=ticket.id))]
             return await (self._take(inc, ctx, ticket) if action == TAKE else self._close_by_staff(inc, ctx, ticket))
         if ticket is None or ticket.user_id != ctx.user.id:
             return [Reply(ctx.t("handover.stale"), ((self._menu_button(ctx),),))]
@@ -371,15 +377,10 @@ class HandoverCapability:
         await ctx.session.flush()
         ticket.summary = await self._post_body(ctx, ticket, in_hours)
         post = Reply(self._post_text(ctx, ticket), self._staff_buttons(ctx, ticket))
-        try:
-            message_id = await self._sender(ctx.services).send(group, post)
-        except (SendError, LookupError) as exc:
-            log.warning("handover.post_failed", error=type(exc).__name__)
-            await ctx.session.delete(ticket)
-            await ctx.session.flush()
-            return [Reply(ctx.t("handover.send_failed"), ((self._menu_button(ctx),),))]
-        ticket.group_chat_id, ticket.group_message_id = group, message_id
-        self._record(ctx.session, ticket, "post", group, message_id, ctx.now)
+        # Posted after the commit (no transaction waits on Telegram); if the group cannot be reached, the ticket
+        # is deleted again and the citizen told (`deliver`).
+        ticket.group_chat_id = group
+        self._queue(ctx, ticket, group, post, "post")
         # The ring's content now lives in the ticket's post; it is not kept twice.
         await ctx.session.execute(delete(RecentMessage).where(RecentMessage.user_id == ctx.user.id))
         log.info("handover.opened", ticket=ticket.id, origin=origin, in_hours=in_hours)
@@ -430,6 +431,9 @@ class HandoverCapability:
         ticket = await self._locked(ctx.session, link.ticket_id)
         if ticket is None:
             return []
+        if not await is_staff(ctx):  # only someone with the staff role answers citizens as "cán bộ"
+            refused(ctx, "ticket_reply")
+            return [Reply(self._g(ctx, "group_not_staff", id=ticket.id))]
         if ticket.status == CLOSED:
             return [Reply(self._g(ctx, "group_already_closed", id=ticket.id))]
         if inc.text is None and inc.photo is None:
@@ -547,15 +551,9 @@ class HandoverCapability:
         was_taken = ticket.taken_at is not None
         self._close(ticket, ctx, by=ctx.user.id, reason="citizen", by_name="")
         self._forget_details(ticket)
-        if ticket.group_chat_id is not None:
+        if ticket.group_chat_id is not None:  # the ticket is closed either way; staff see it in /tickets
             note = Reply(self._g(ctx, "group_citizen_back", id=ticket.id))
-            try:
-                message_id = await self._sender(ctx.services).send(
-                    ticket.group_chat_id, _in_reply_to(note, ticket.group_message_id)
-                )
-                self._record(ctx.session, ticket, "notice", ticket.group_chat_id, message_id, ctx.now)
-            except (SendError, LookupError) as exc:  # the ticket is closed either way; staff see it in /tickets
-                log.warning("handover.back_notice_failed", ticket=ticket.id, error=type(exc).__name__)
+            self._queue(ctx, ticket, ticket.group_chat_id, _in_reply_to(note, ticket.group_message_id), "notice")
         log.info("handover.closed", ticket=ticket.id, reason="citizen")
         if was_taken:
             text = f"{ctx.t('handover.back')}\n\n{ctx.t('handover.ask_rating')}"
@@ -590,29 +588,128 @@ class HandoverCapability:
         group = ticket.group_chat_id
         if group is None:
             return [Reply(ctx.t("handover.send_failed"))]
-        try:
-            message_id = await self._sender(ctx.services).send(group, _in_reply_to(message, ticket.group_message_id))
-        except (SendError, LookupError) as exc:
-            log.warning("handover.relay_failed", ticket=ticket.id, error=type(exc).__name__)
-            return [Reply(ctx.t("handover.send_failed"), ((self._back_button(ctx, ticket),),))]
-        self._record(ctx.session, ticket, "citizen", group, message_id, ctx.now)
+        # Relayed after the commit; should the group not take it, the citizen is told then (`deliver`).
+        self._queue(ctx, ticket, group, _in_reply_to(message, ticket.group_message_id), "citizen")
         return [Reply(ctx.t("handover.relayed"), ((self._back_button(ctx, ticket),),))]
 
     async def _to_citizen(self, ctx: Context, ticket: Ticket, citizen: User, message: Reply, kind: str) -> list[Reply]:
-        """Send to the citizen now (staff actions happen in the group); group replies say what went wrong."""
-        try:
-            message_id = await self._sender(ctx.services).send(citizen.chat_id, message)
-        except Blocked:
-            citizen.active = False
-            if ticket.status != CLOSED:
-                self._close(ticket, ctx, by=citizen.id, reason="blocked", by_name="")
-                self._forget_details(ticket)
-            return [Reply(self._g(ctx, "group_blocked", id=ticket.id))]
-        except (RetryLater, Migrated, SendError, LookupError) as exc:
-            log.warning("handover.to_citizen_failed", ticket=ticket.id, error=type(exc).__name__)
-            return [Reply(self._g(ctx, "group_not_delivered", id=ticket.id))]
-        self._record(ctx.session, ticket, kind, citizen.chat_id, message_id, ctx.now, staff_id=ctx.user.id)
+        """Send to the citizen after the commit (staff actions happen in the group); what goes wrong is told to
+        the group then (`deliver`), so no staff answer is lost without staff knowing. Returns no reply now."""
+        self._queue(ctx, ticket, citizen.chat_id, message, kind, staff_id=ctx.user.id)
         return []
+
+    def _queue(
+        self, ctx: Context, ticket: Ticket, chat_id: int, message: Reply, direction: str, staff_id: int | None = None
+    ) -> None:
+        """Commit the message with the update (an outbox row) and have the channel send it once committed."""
+        row = HandoverOutbox(
+            ticket_id=ticket.id,
+            chat_id=chat_id,
+            body=encode(message),
+            direction=direction,
+            staff_id=staff_id,
+            created_at=ctx.now,
+            lease_until=ctx.now + OUTBOX_LEASE,
+        )
+        ctx.session.add(row)
+        services = ctx.services
+
+        async def send() -> None:
+            await self.deliver(row.id, services)
+
+        ctx.after_commit.append(send)
+
+    async def deliver(self, outbox_id: int, services: Mapping[str, Any] | None = None) -> None:
+        """Send one queued ticket message, outside any transaction; record it (staff answer by replying to it), or
+        report the failure: a post the group would not take deletes its ticket and the citizen is told; a relayed
+        citizen message tells the citizen; a message to a citizen tells the group (and a block closes the ticket)."""
+        if self._sessions is None or self._content is None:
+            raise RuntimeError("deliver needs the capability built with sessions and content")
+        async with self._sessions() as session:
+            row = await session.get(HandoverOutbox, outbox_id)
+            ticket = await session.get(Ticket, row.ticket_id) if row is not None else None
+            citizen = await session.get(User, ticket.user_id) if ticket is not None else None
+        if row is None or ticket is None:
+            return  # sent already, or the ticket (and so its queue) was deleted
+        to_group = row.chat_id != (citizen.chat_id if citizen is not None else None)
+        failure: Exception | None = None
+        try:
+            message_id = await self._sender(services if services is not None else self._services).send(
+                row.chat_id, decode(row.body)
+            )
+        except (SendError, LookupError) as exc:
+            failure = exc
+            log.warning("handover.send_failed", ticket=ticket.id, direction=row.direction, error=type(exc).__name__)
+        now = dt.datetime.now(dt.UTC)
+        notice: tuple[int, Reply] | None = None
+        async with self._sessions() as session, session.begin():
+            await session.execute(delete(HandoverOutbox).where(HandoverOutbox.id == row.id))
+            fresh = await self._locked(session, ticket.id)
+            if fresh is None:
+                return
+            if failure is None:
+                if row.direction == "post":
+                    fresh.group_chat_id, fresh.group_message_id = row.chat_id, message_id
+                self._record(session, fresh, row.direction, row.chat_id, message_id, now, staff_id=row.staff_id)
+                return
+            lang = citizen.lang if citizen is not None else STAFF_LANG
+            if row.direction == "post":  # no one would see the ticket: it is not kept
+                await session.delete(fresh)
+                notice = (
+                    ticket.user_id,
+                    Reply(self._content.text("handover.send_failed", lang), ((self._menu(lang),),)),
+                )
+            elif to_group and row.direction == "citizen" and citizen is not None:
+                notice = (citizen.chat_id, Reply(self._content.text("handover.send_failed", lang)))
+            elif not to_group and fresh.group_chat_id is not None:
+                key = "group_not_delivered"
+                if isinstance(failure, Blocked) and citizen is not None:
+                    key = "group_blocked"
+                    await session.execute(update(User).where(User.id == citizen.id).values(active=False))
+                    if fresh.status != CLOSED:
+                        fresh.status, fresh.open_user_id, fresh.close_reason = CLOSED, None, "blocked"
+                        fresh.closed_at, fresh.closed_by = now, citizen.id
+                        self._forget_details(fresh)
+                        log.info("handover.closed", ticket=fresh.id, reason="blocked")
+                text = self._content.text(f"handover.{key}", STAFF_LANG, id=fresh.id)
+                notice = (fresh.group_chat_id, _in_reply_to(Reply(text), fresh.group_message_id))
+        if notice is not None:  # told after the commit too; a failure here is only logged
+            try:
+                await self._sender(services if services is not None else self._services).send(*notice)
+            except (SendError, LookupError) as exc:
+                log.warning("handover.failure_notice_failed", ticket=ticket.id, error=type(exc).__name__)
+
+    async def deliver_left(self, now: dt.datetime) -> int:
+        """The scheduler's pass: queued messages whose lease ran out (the process that committed them died before
+        sending) are claimed, one committed conditional update each, and sent; returns how many were claimed."""
+        if self._sessions is None:
+            raise RuntimeError("deliver_left needs the capability built with sessions")
+        async with self._sessions() as session, session.begin():
+            left = (
+                await session.execute(
+                    select(HandoverOutbox.id, HandoverOutbox.lease_until)
+                    .where(HandoverOutbox.lease_until <= now)
+                    .order_by(HandoverOutbox.id)
+                    .limit(100)
+                )
+            ).all()
+        claimed = 0
+        for outbox_id, lease in left:
+            async with self._sessions() as session, session.begin():
+                result = await session.execute(
+                    update(HandoverOutbox)
+                    .where(HandoverOutbox.id == outbox_id, HandoverOutbox.lease_until == lease)
+                    .values(lease_until=now + OUTBOX_LEASE)
+                )
+            if int(getattr(result, "rowcount", 0) or 0) != 1:
+                continue  # another process claimed it
+            claimed += 1
+            await self.deliver(outbox_id)
+        return claimed
+
+    def _menu(self, lang: str) -> Button:
+        assert self._content is not None
+        return Button(self._content.text("common.btn_menu", lang), callbacks.encode("c_menu"))
 
     @staticmethod
     def _sender(services: Mapping[str, Any]) -> _PatientSender:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from typing import Protocol
 
-from actions.types import Reply
+from actions.types import Button, Reply
 
 
 class SendError(Exception):
@@ -35,3 +36,23 @@ class Sender(Protocol):
     async def send(self, chat_id: int, reply: Reply, *, paid: bool = False) -> int:
         """Send one message; returns its message id. Raises Blocked, RetryLater, Migrated or SendError."""
         ...
+
+
+def encode(reply: Reply) -> str:
+    """A reply as JSON, to be kept in the database and sent later (an outbox row, a reply kept through an outage).
+    An edit becomes a new message: the message it was to replace may be long gone."""
+    return json.dumps(
+        {
+            "text": reply.text,
+            "buttons": [[[b.label, b.data, b.url] for b in row] for row in reply.buttons],
+            "photo": reply.photo,
+            "reply_to": reply.reply_to,
+        },
+        ensure_ascii=False,
+    )
+
+
+def decode(body: str) -> Reply:
+    raw = json.loads(body)
+    buttons = tuple(tuple(Button(label, data, url) for label, data, url in row) for row in raw["buttons"])
+    return Reply(raw["text"], buttons, photo=raw["photo"], reply_to=raw["reply_to"])

@@ -199,6 +199,7 @@ class TelegramAdapter:
         # sending it twice when Telegram redelivers the update.
         pressed = update.callback_query.message if update.callback_query else None
         await self._send(chat.id, replies, pressed if isinstance(pressed, Message) else None)
+        await _after_commit(ctx.after_commit)
 
     async def _send(self, chat_id: int, replies: list[Reply], pressed: Message | None) -> None:
         pieces = [piece for reply in replies for piece in _pieces(reply, pressed is not None)]
@@ -272,6 +273,16 @@ async def _deliver(chat_id: int, call: Callable[[], Awaitable[object]]) -> None:
         metrics.REPLY_RETRIES.inc()
         waited += wait
         await asyncio.sleep(wait)
+
+
+async def _after_commit(work: list[Callable[[], Awaitable[None]]]) -> None:
+    """What the capabilities queued for after the commit (messages to other chats, committed as outbox rows):
+    run outside any transaction, each on its own; one failing leaves its row for the scheduler's pass."""
+    for item in work:
+        try:
+            await item()
+        except Exception:
+            log.exception("update.after_commit_failed")
 
 
 def _pieces(reply: Reply, can_edit: bool) -> list[Reply]:

@@ -305,6 +305,7 @@ def _start_background(runtime: Runtime, sender: TelegramSender) -> None:
     if handover is not None:
 
         async def repost() -> None:
+            await handover.deliver_left(dt.datetime.now(dt.UTC))  # ticket messages a dead process left queued
             await handover.repost_stale(dt.datetime.now(dt.UTC))
 
         scheduler.add_job(repost, "interval", seconds=60, id="handover.repost", replace_existing=True, max_instances=1)

@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 from collections.abc import Awaitable, Callable, Sequence
 
 import structlog
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from actions.outbox import Blocked, RetryLater, Sender, SendError
-from actions.types import Button, Reply
+from actions.outbox import Blocked, RetryLater, Sender, SendError, decode, encode
+from actions.types import Reply
 from store.db import unit_of_work
 from store.models import PendingReply
 
@@ -32,25 +31,6 @@ LEASE = dt.timedelta(seconds=60)  # how long a claimed chat's replies are hidden
 MAX_BACKOFF_S = 300.0
 EVERY_S = 5.0  # the scheduler's tick
 CHATS_PER_PASS = 200
-
-
-def encode(reply: Reply) -> str:
-    """A reply as JSON. An edit becomes a new message: the message it was to replace may be long gone."""
-    return json.dumps(
-        {
-            "text": reply.text,
-            "buttons": [[[b.label, b.data, b.url] for b in row] for row in reply.buttons],
-            "photo": reply.photo,
-            "reply_to": reply.reply_to,
-        },
-        ensure_ascii=False,
-    )
-
-
-def decode(body: str) -> Reply:
-    raw = json.loads(body)
-    buttons = tuple(tuple(Button(label, data, url) for label, data, url in row) for row in raw["buttons"])
-    return Reply(raw["text"], buttons, photo=raw["photo"], reply_to=raw["reply_to"])
 
 
 class ReplySpool:

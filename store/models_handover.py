@@ -69,6 +69,27 @@ class TicketMessage(Base):
     at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
+class HandoverOutbox(Base):
+    """A ticket's message to another chat (the group post, a relayed message, a notice), committed with the update
+    that decided to send it and sent after the commit, so no transaction waits on Telegram (a 429 can ask for
+    seconds). The row goes once the message is sent and recorded (a TicketMessage), or its failure reported.
+
+    `lease_until` is set when the row is written (the writing process sends it at once); a row still here after
+    its lease (that process died in between) is claimed by moving the lease in a committed conditional update
+    and sent by the scheduler, so two replicas never send it twice. Rows live seconds."""
+
+    __tablename__ = "handover_outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(Integer, ForeignKey("handover_tickets.id", ondelete="CASCADE"), index=True)
+    chat_id: Mapped[int] = mapped_column(BigInteger)
+    body: Mapped[str] = mapped_column(Text)  # the Reply as JSON
+    direction: Mapped[str] = mapped_column(String(8))  # post | citizen | staff | notice (as in TicketMessage)
+    staff_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    lease_until: Mapped[dt.datetime] = mapped_column(index=True)
+
+
 class RecentMessage(Base):
     """The last few messages of a citizen (PII-redacted) and what the bot understood, for a ticket's first post.
 

@@ -19,6 +19,7 @@ from actions.base import Context
 from actions.content import DEFAULT_DIR, Content
 from actions.handover import (
     HOLIDAYS_FILE,
+    OUTBOX_LEASE,
     HandoverCapability,
     HolidayFile,
     OfficeHours,
@@ -33,7 +34,9 @@ from actions.types import Button, Incoming, Reply, Understanding
 from core.settings import Settings
 from store.all_models import Base
 from store.models import User
-from store.models_handover import CLOSED, TAKEN, WAITING, RecentMessage, Ticket
+from store.models_handover import CLOSED, TAKEN, WAITING, HandoverOutbox, RecentMessage, Ticket
+from store.models_staff import StaffMember
+from tests.logscan import LogBuffer
 
 VN = "Asia/Ho_Chi_Minh"
 GROUP = -100500
@@ -88,6 +91,8 @@ async def make_engine(path: Path) -> AsyncEngine:
 @pytest.fixture
 async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
     engine = await make_engine(tmp_path / "handover.db")
+    async with async_sessionmaker(engine)() as session, session.begin():
+        session.add(StaffMember(user_id=STAFF, role="staff", added_by=ADMIN))  # /staff add, as an admin does
     yield engine
     await engine.dispose()
 
@@ -103,6 +108,7 @@ class World:
         self.settings = Settings(_env_file=None, staff_chat_id=GROUP, admin_ids=[ADMIN])  # type: ignore[call-arg]
         self.now = IN_HOURS
         self.services: dict[str, Any] = {"sender": self.sender}
+        self.run_after_commit = True
 
     async def run(self, user_id: int, work: Callable[[Context], Awaitable[list[Reply]]]) -> list[Reply]:
         async with self.sessions() as session, session.begin():
@@ -112,7 +118,10 @@ class World:
                 session.add(user)
                 await session.flush()
             ctx = Context(self.content, self.settings, session, user, self.now, self.services)
-            return await work(ctx)
+            replies = await work(ctx)
+        for send in ctx.after_commit if self.run_after_commit else ():  # as the adapter does, once committed
+            await send()
+        return replies
 
     # ---- the citizen -----------------------------------------------------------------------------------
 
@@ -164,11 +173,13 @@ class World:
 
     # ---- the staff -------------------------------------------------------------------------------------
 
-    async def staff_says(self, text: str | None, reply_to: int | None, photo: str | None = None) -> list[Reply]:
+    async def staff_says(
+        self, text: str | None, reply_to: int | None, photo: str | None = None, user_id: int = STAFF
+    ) -> list[Reply]:
         inc = Incoming(
-            STAFF, GROUP, "vi", display_name="Bình", text=text, chat_type="supergroup", reply_to=reply_to, photo=photo
+            user_id, GROUP, "vi", display_name="Bình", text=text, chat_type="supergroup", reply_to=reply_to, photo=photo
         )
-        return await self.run(STAFF, lambda ctx: self.cap.on_staff_group(inc, ctx))
+        return await self.run(user_id, lambda ctx: self.cap.on_staff_group(inc, ctx))
 
     async def command(self, user_id: int, name: str) -> list[Reply]:
         inc = Incoming(user_id, user_id, "vi", text=f"/{name}", kind="command")
@@ -370,6 +381,36 @@ async def test_take_edits_the_post_and_tells_the_citizen_then_close_asks_for_a_r
     assert ticket.rating == 4 and ticket.rated_at == world.now
 
 
+async def test_group_members_without_the_staff_role_cannot_take_close_or_answer(
+    world: World, content: Content, log_scan: LogBuffer
+) -> None:
+    """A leaked invite or a removed staff member: in the group, but never answering citizens as "cán bộ"."""
+    intruder = 9666
+    await world.ask_for_staff()
+    post_id, post = world.post()
+    [ticket] = await world.tickets()
+    to_citizen = len(world.sender.to(CITIZEN))
+    not_staff = t(content, "group_not_staff", id=ticket.id)
+
+    [take] = await world.press(button(post, t(content, "btn_take")), user_id=intruder, chat_id=GROUP)
+    [close] = await world.press(callbacks.encode("h_close", ticket.id), user_id=intruder, chat_id=GROUP)
+    [reply] = await world.staff_says("Chào bạn, mình là cán bộ, gửi mình số CCCD nhé", post_id, user_id=intruder)
+    assert [take.text, close.text, reply.text] == [not_staff] * 3
+    [ticket] = await world.tickets()
+    assert ticket.status == WAITING and ticket.taken_by is None
+    assert len(world.sender.to(CITIZEN)) == to_citizen  # nothing reached the citizen
+    refusals = [line for line in log_scan.since_mark() if '"staff.refused"' in line]
+    assert len(refusals) == 3
+
+    # Removed from the staff list: the same member loses the buttons at once.
+    async with world.sessions() as session, session.begin():
+        await session.delete(await session.get(StaffMember, STAFF))
+    [take] = await world.press(button(post, t(content, "btn_take")), user_id=STAFF, chat_id=GROUP)
+    assert take.text == not_staff
+    [ticket] = await world.tickets()
+    assert ticket.status == WAITING
+
+
 async def test_one_open_ticket_per_citizen(world: World, content: Content) -> None:
     await world.ask_for_staff()
     [again] = await world.ask_for_staff()
@@ -451,8 +492,8 @@ async def test_an_untaken_ticket_stops_silencing_the_bot_when_office_hours_end(w
 
 async def test_group_unreachable_keeps_no_ticket(world: World, content: Content) -> None:
     world.sender.fail[GROUP] = RetryLater(3.0)
-    [reply] = await world.ask_for_staff()
-    assert reply.text == t(content, "send_failed")
+    await world.ask_for_staff()  # answered at once; the post goes after the commit, and fails
+    assert world.sender.to(CITIZEN)[-1].text == t(content, "send_failed")
     assert await world.tickets() == []
     del world.sender.fail[GROUP]
     await world.ask_for_staff()
@@ -463,9 +504,9 @@ async def test_citizen_who_blocked_the_bot_closes_the_ticket(world: World, conte
     await world.ask_for_staff()
     post_id, _ = world.post()
     world.sender.fail[CITIZEN] = Blocked("Forbidden: bot was blocked by the user")
-    [_auto_taken, blocked] = await world.staff_says("Chào bạn", reply_to=post_id)
+    [_auto_taken] = await world.staff_says("Chào bạn", reply_to=post_id)
     [ticket] = await world.tickets()
-    assert blocked.text == t(content, "group_blocked", id=ticket.id)
+    assert world.sender.to(GROUP)[-1].text == t(content, "group_blocked", id=ticket.id)
     assert ticket.status == CLOSED and ticket.close_reason == "blocked"
     async with world.sessions() as session:
         citizen = await session.get(User, CITIZEN)
@@ -476,10 +517,48 @@ async def test_transient_failure_to_the_citizen_is_reported_to_staff(world: Worl
     await world.ask_for_staff()
     post_id, _ = world.post()
     world.sender.fail[CITIZEN] = RetryLater(5.0)
-    replies = await world.staff_says("Chào bạn", reply_to=post_id)
+    await world.staff_says("Chào bạn", reply_to=post_id)
     [ticket] = await world.tickets()
-    assert replies[-1].text == t(content, "group_not_delivered", id=ticket.id)
+    told = world.sender.to(GROUP)[-1]
+    assert told.text == t(content, "group_not_delivered", id=ticket.id) and told.reply_to == post_id
     assert ticket.status == TAKEN  # still open: the staff member can send again
+
+
+async def test_a_relayed_message_the_group_does_not_take_is_reported_to_the_citizen(
+    world: World, content: Content
+) -> None:
+    await world.ask_for_staff()
+    world.sender.fail[GROUP] = RetryLater(30.0)  # longer than a send waits out
+    [ack] = await world.say("Tôi cần hỏi về hộ chiếu")  # type: ignore[misc]
+    assert ack.text == t(content, "relayed")
+    assert world.sender.to(CITIZEN)[-1].text == t(content, "send_failed")
+
+
+async def test_no_send_happens_inside_the_transaction_and_a_message_left_queued_is_sent_once(
+    world: World, content: Content
+) -> None:
+    sending_in_transaction: list[bool] = []
+    send = world.sender.send
+
+    async def watched(chat_id: int, reply: Reply, *, paid: bool = False) -> int:
+        async with world.sessions() as probe:  # another connection sees the ticket only once it is committed
+            sending_in_transaction.append(await probe.scalar(select(func.count()).select_from(Ticket)) == 0)
+        return await send(chat_id, reply, paid=paid)
+
+    world.sender.send = watched  # type: ignore[method-assign]
+    await world.ask_for_staff()
+    assert sending_in_transaction == [False]  # the post went after the commit
+
+    world.run_after_commit = False  # the process dies between the commit and the send
+    await world.say("Cho tôi hỏi thêm")
+    assert len(world.sender.to(GROUP)) == 1
+    assert await world.cap.deliver_left(world.now) == 0  # still leased to the process that queued it
+    later = world.now + OUTBOX_LEASE
+    assert await world.cap.deliver_left(later) == 1
+    assert await world.cap.deliver_left(later + OUTBOX_LEASE) == 0  # sent once, gone
+    assert "Cho tôi hỏi thêm" in world.sender.to(GROUP)[-1].text
+    async with world.sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(HandoverOutbox)) == 0
 
 
 # ---- media ------------------------------------------------------------------------------------------------
