@@ -2,6 +2,7 @@
 
 from store import (  # noqa: F401
     models,
+    models_console,
     models_dossier,
     models_guides,
     models_handover,

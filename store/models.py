@@ -48,6 +48,11 @@ class NluReview(Base):
     ranking: Mapped[str] = mapped_column(Text, default="[]")  # JSON list of [intent, confidence]
     reason: Mapped[str] = mapped_column(String(32))  # fallback | ambiguous | feedback
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    # What a maintainer decided in the console (console/review.py): open -> labelled -> exported, or dismissed.
+    status: Mapped[str] = mapped_column(String(16), default="open", server_default="open", index=True)
+    label: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the intent a maintainer assigned
+    decided_by: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # staff user id
+    decided_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
 
 
 class PendingReply(Base):

@@ -75,7 +75,7 @@ class Reminder(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     claimed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     claimed_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
-    sent_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(nullable=True, index=True)  # the console's per-day counts
     message_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     late: Mapped[bool] = mapped_column(Boolean, default=False)
     done_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
