@@ -1,7 +1,9 @@
 """The reminders capability: set one by sentence (confirmed with buttons), list, cancel, and act on a reminder.
 
 The reminder being set up lives in the database (store.models_reminders.ReminderDraft), so a restart between
-the question and the answer loses nothing; sending is the dispatcher's job (reminders.dispatcher).
+the question and the answer loses nothing; sending is the dispatcher's job (reminders.dispatcher). What the citizen
+typed is redacted (core.pii) before it is read, so no ID or phone number reaches a draft, a reminder or a reply,
+and a draft left unconfirmed expires after `draft_ttl` (the scheduled purge deletes it: reminders.store).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from actions.base import Context
 from actions.content import Content
 from actions.types import Button, Incoming, Reply
 from actions.when import DEFAULT_TIME, VN_TZ, When, is_quiet, parse_when, resolve_default
+from core.pii import ID, PHONE, redact
 from reminders.messages import (
     ACTIONS,
     ALTERNATIVE,
@@ -73,10 +76,13 @@ class ReminderCapability:
     intents: tuple[str, ...] = ("set_reminder", "list_reminders", "cancel_reminder")
     callbacks: tuple[str, ...] = ACTIONS
 
-    def __init__(self, content: Content, *, tz: ZoneInfo = VN_TZ, cap: int = DEFAULT_CAP) -> None:
+    def __init__(
+        self, content: Content, *, tz: ZoneInfo = VN_TZ, cap: int = DEFAULT_CAP, draft_ttl: dt.timedelta = DRAFT_TTL
+    ) -> None:
         self.content = content
         self.tz = tz
         self.cap = cap
+        self.draft_ttl = draft_ttl
         self.format = Formatter(content, tz)
 
     # ---- the router's entry points -------------------------------------------------------------------
@@ -87,7 +93,7 @@ class ReminderCapability:
             return [await self._list(ctx)]
         if intent == "cancel_reminder":
             return [await self._list(ctx, cancelling=True)]
-        return [await self._request(inc.text or "", ctx)]
+        return [await self._request(redact(inc.text or ""), ctx)]
 
     def text_wait(self, user_id: int) -> ColumnElement[bool]:
         """The router's one-statement probe: a draft exists (wants_text then checks it has not expired)."""
@@ -102,7 +108,7 @@ class ReminderCapability:
         draft = await self._draft(ctx)
         if draft is None:
             return []
-        text = inc.text or ""
+        text = redact(inc.text or "")
         if draft.stage == _CONFIRM and _fold(text) in _YES:
             return [await self._confirm(ctx, draft, edit=False)]
         when = parse_when(text, ctx.now, self.tz)
@@ -213,9 +219,9 @@ class ReminderCapability:
         return await self._ask(ctx, task, lead=lead)
 
     async def _ask(self, ctx: Context, task: str, *, lead: str | None = None, edit: bool = False) -> Reply:
-        await self._save(ctx, _ASK, task)
+        task = (await self._save(ctx, _ASK, task)).task
         if task:
-            question = ctx.t("reminders.ask_when_task", task=task)
+            question = ctx.t("reminders.ask_when_task", task=task) + self._hidden_note(ctx, task)
         elif lead is None and not edit:
             question = ctx.t("reminders.ask_what_when")  # nothing understood yet: ask for both
         else:
@@ -232,6 +238,7 @@ class ReminderCapability:
         )
         if draft.night:
             text = f"{text}\n<i>{ctx.t('reminders.night_note')}</i>"
+        text += self._hidden_note(ctx, draft.task)
         buttons = (
             Button(ctx.t("reminders.btn_yes"), callbacks.encode(CONFIRM, draft.token)),
             Button(ctx.t("reminders.btn_edit"), callbacks.encode(EDIT, draft.token)),
@@ -291,7 +298,7 @@ class ReminderCapability:
 
     async def _draft(self, ctx: Context) -> ReminderDraft | None:
         row = await ctx.session.get(ReminderDraft, ctx.user.id)
-        if row is not None and row.created_at < ctx.now - DRAFT_TTL:
+        if row is not None and row.created_at < ctx.now - self.draft_ttl:
             await ctx.session.delete(row)
             await ctx.session.flush()
             return None
@@ -313,7 +320,7 @@ class ReminderCapability:
             user_id=ctx.user.id,
             token=secrets.token_hex(4),
             stage=stage,
-            task=task[:500],
+            task=redact(task)[:500],  # already redacted on the way in; a draft must never hold a number
             remind_at=at,
             alternatives=json.dumps([a.isoformat() for a in alternatives]),
             night=night,
@@ -354,6 +361,11 @@ class ReminderCapability:
 
     def _when(self, at: dt.datetime, ctx: Context) -> str:
         return self.format.when(at, ctx.lang, ctx.now)
+
+    @staticmethod
+    def _hidden_note(ctx: Context, task: str) -> str:
+        """Why the citizen sees [phone] or [id] in their own words (empty when nothing was hidden)."""
+        return f"\n<i>{ctx.t('reminders.number_hidden')}</i>" if PHONE in task or ID in task else ""
 
     def _list_button(self, ctx: Context) -> Button:
         return Button(ctx.t("reminders.btn_list"), callbacks.encode(LIST))

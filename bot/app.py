@@ -51,6 +51,7 @@ from portal.models import Dossier
 from portal.poller import DossierPoller
 from reminders import Dispatcher, make_deadlines_hook, sync_dossier_deadlines
 from reminders import schedule as schedule_reminders
+from reminders.store import purge_drafts as purge_reminder_drafts
 from store.db import make_engine, make_sessionmaker, migrate, unit_of_work
 from store.models import NluReview, ProcessedUpdate
 
@@ -95,7 +96,8 @@ class Runtime:
 
     async def purge(self) -> None:
         """Forget what is no longer needed: handled update ids, review-queue texts past retention, the recent
-        messages kept for handover posts, and renewal dialogues (they hold a date of birth) left unfinished."""
+        messages kept for handover posts, renewal dialogues (they hold a date of birth) left unfinished, and
+        reminder drafts never confirmed (REMINDER_DRAFT_HOURS)."""
         now = dt.datetime.now(dt.UTC)
         async with unit_of_work(self.sessions) as session:
             await session.execute(
@@ -105,6 +107,7 @@ class Runtime:
             await session.execute(delete(NluReview).where(NluReview.created_at < cutoff))
             await handover_module.purge(session, now)
             await renewal_module.purge_stale(session, now)
+            await purge_reminder_drafts(session, now - dt.timedelta(hours=self.settings.reminder_draft_hours))
 
 
 def build_capabilities(w: Wiring) -> list[Capability]:
@@ -118,7 +121,9 @@ def build_capabilities(w: Wiring) -> list[Capability]:
     tz = ZoneInfo(s.timezone)
     areas = load_areas()
     hours = OfficeHours.parse(s.office_hours, holidays=load_holidays(), timezone=s.timezone)
-    reminders = ReminderCapability(content, tz=tz, cap=s.reminder_cap)
+    reminders = ReminderCapability(
+        content, tz=tz, cap=s.reminder_cap, draft_ttl=dt.timedelta(hours=s.reminder_draft_hours)
+    )
 
     async def dossier_deadlines(session: AsyncSession, user_id: int, code: str, deadlines: list[Any]) -> None:
         await sync_dossier_deadlines(session, user_id, code, deadlines, tz=tz)

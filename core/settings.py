@@ -61,6 +61,7 @@ class Settings(BaseSettings):
     review_retention_days: int = 90
     reminder_cap: int = 20  # upcoming reminders one citizen may have
     reminder_tick_s: float = 1.0
+    reminder_draft_hours: float = 1.0  # an unconfirmed reminder expires, and the hourly purge deletes it, after this
 
     # Staff: broadcasts and handover
     broadcast_rate: float = 30.0  # messages per second, all chats together (Telegram's bulk limit)

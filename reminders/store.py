@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 import structlog
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -31,6 +31,7 @@ from store.models_reminders import (
     SOURCE_DOSSIER,
     STOPPED,
     Reminder,
+    ReminderDraft,
 )
 
 log = structlog.get_logger(__name__)
@@ -444,3 +445,10 @@ async def follow_up(session: AsyncSession, row: Reminder, at: dt.datetime, now: 
         parent_id=row.id,
         cap=None,
     )
+
+
+async def purge_drafts(session: AsyncSession, before: dt.datetime) -> int:
+    """Delete reminder drafts started before `before` (left unconfirmed; their buttons no longer work), with the
+    words they hold. Returns how many went. The scheduled purge (bot.app.Runtime.purge) runs it every hour."""
+    result = await session.execute(delete(ReminderDraft).where(ReminderDraft.created_at < before))
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -1,6 +1,7 @@
 """Decree 13/2023: `/forget` and "xoá dữ liệu của tôi" erase every row about a citizen, in every table of the
 schema (a new table that refers to citizens fails this file until it is handled); no raw ID or phone number is
-stored; the review queue is purged after its retention period by the scheduled purge."""
+stored; the review queue is purged after its retention period, and reminder drafts never confirmed after
+REMINDER_DRAFT_HOURS, by the scheduled purge."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from store.all_models import Base
 from store.db import unit_of_work
 from store.models import NluReview, User
 from store.models_news import DONE, PENDING, SCHEDULED, SENT, Broadcast, Delivery
+from store.models_reminders import ReminderDraft
 from tests.conftest import BotRunner, portal_settings
 from tests.logscan import LogBuffer
 
@@ -153,7 +155,9 @@ def direct_rows(uid: int, now: dt.datetime, broadcast_id: int) -> dict[str, list
     return {
         "guide_progress": [{"user_id": uid, "stack": "level1:2", "updated_at": now}],
         "renewal_dialogues": [{"user_id": uid, "birth": dt.date(1990, 5, 1), "started_at": now}],
-        "news_subscriptions": [{"user_id": uid, "district": None, "ward": None, "created_at": now, "updated_at": now}],
+        "news_subscriptions": [{"user_id": uid, "created_at": now, "updated_at": now}],
+        "news_subscription_areas": [{"user_id": uid, "area": "tu_son"}],
+        "news_area_searches": [{"user_id": uid, "asked_at": now}],
         "news_topics": [{"user_id": uid, "topic": "eid"}],
         "reminder_drafts": [
             {"user_id": uid, "token": "abc", "stage": "ask", "task": "x", "alternatives": "[]", "created_at": now}
@@ -298,3 +302,27 @@ async def test_the_scheduled_purge_drops_review_texts_past_retention(
     await asyncio.wait_for(purge(), timeout=30)
     async with unit_of_work(runtime.sessions) as s:
         assert (await s.scalars(select(NluReview.text))).all() == ["recent"]
+
+
+async def test_the_scheduled_purge_drops_reminder_drafts_never_confirmed(
+    sandbox: SandboxClient, bots: BotRunner, db_url: str
+) -> None:
+    runtime = await bots.start(db_url, reminder_draft_hours=2)
+    [job] = [j for j in runtime.scheduler.get_jobs() if j.id == "purge"]
+    now = dt.datetime.now(dt.UTC)
+    async with unit_of_work(runtime.sessions) as s:
+        for user_id, age in (
+            (501, dt.timedelta(hours=2, minutes=5)),
+            (502, dt.timedelta(hours=1)),
+            (503, dt.timedelta(days=9)),
+        ):
+            s.add(User(id=user_id, chat_id=user_id, lang="vi"))
+            await s.flush()
+            s.add(
+                ReminderDraft(
+                    user_id=user_id, token=f"t{user_id}", stage="ask", task="gọi [phone]", created_at=now - age
+                )
+            )
+    await asyncio.wait_for(job.func(), timeout=30)
+    async with unit_of_work(runtime.sessions) as s:
+        assert (await s.scalars(select(ReminderDraft.user_id))).all() == [502]  # only the one still usable
