@@ -9,7 +9,7 @@ RASA_ENV  := PYTHONPATH=$(CURDIR) TF_CPP_MIN_LOG_LEVEL=2 SQLALCHEMY_SILENCE_UBER
 SRC       := actions bot broadcast core nlu portal reminders sandbox store tools tests benchmarks
 
 .PHONY: help env model run test lint typecheck pytest test-long bench \
-        nlu-train nlu-test nlu-validate nlu-parse nlu-review nlu-reload audit
+        nlu-train nlu-test nlu-validate nlu-parse nlu-review nlu-reload audit ask
 
 help:
 	@echo "make run      start the assistant (local sandbox without TELEGRAM_BOT_TOKEN, real Telegram with it)"
@@ -61,6 +61,11 @@ nlu-review: env
 
 nlu-reload: env model
 	@$(RASA_ENV) $(RASA_PY) nlu/tools/reload.py
+
+# What the bot answers: questions on stdin (one a line) or Q="…", each from a new citizen; LANG_CODE=en for English.
+ask: env model
+	@if [ -n "$(Q)" ]; then $(PY) -m tools.ask --lang $(or $(LANG_CODE),vi) "$(Q)"; \
+	else $(PY) -m tools.ask --lang $(or $(LANG_CODE),vi); fi
 
 bench: env model
 	@$(PY) -m benchmarks.run
