@@ -47,6 +47,10 @@ class EidCapability:
 
     async def on_intent(self, inc: Incoming, ctx: Context) -> list[Reply]:
         intent = inc.nlu.intent if inc.nlu else None
+        guide = inc.nlu.entity("guide") if inc.nlu else None
+        if guide in self.engine.book.guides:  # the message's own words named the case (actions/faq.py)
+            assert guide is not None
+            return await self.engine.start(ctx, guide)
         if intent == "resume_guide":
             return await self.engine.resume(ctx)
         if intent == "eid_activate":

@@ -147,7 +147,9 @@ class RenewalCapability:
             row.birth, row.started_at = None, ctx.now
         await ctx.session.flush()
         log.info("renewal_started")
-        intro = ctx.t("renewal.intro") if lead is None else f"{lead}\n\n{ctx.t('renewal.intro')}"
+        # The rule first: "at what age must the card be renewed?" is answered before any date is asked for.
+        rule = "\n".join(p for p in (ctx.t("renewal.rule"), checked_line(ctx, "renewal.rule")) if p)
+        intro = "\n\n".join(p for p in (lead, rule, ctx.t("renewal.intro")) if p)
         return self._question(ctx, _BIRTH, "", lead=intro, edit=edit)
 
     async def _pick(self, ctx: Context, field: str, digits: str) -> Reply:

@@ -12,6 +12,7 @@ from sqlalchemy import BigInteger, CompoundSelect, bindparam, literal_column, se
 
 from actions import callbacks
 from actions.base import Capability, Context
+from actions.faq import Faq
 from actions.lang import detect
 from actions.types import Button, Incoming, Reply, Understanding
 from core.pii import redact
@@ -56,8 +57,10 @@ class Assistant:
         nlu: Nlu,
         capabilities: Sequence[Capability],
         unavailable: tuple[type[Exception], ...] = (NluDown,),
+        faq: Faq | None = None,
     ) -> None:
         self.nlu = nlu
+        self.faq = faq  # short factual questions answered from the message's words (actions/faq.py)
         self.capabilities = list(capabilities)
         self._unavailable = unavailable
         self.by_intent: dict[str, Capability] = {}
@@ -197,6 +200,15 @@ class Assistant:
     async def on_understood(self, inc: Incoming, ctx: Context) -> list[Reply]:
         nlu = inc.nlu
         assert nlu is not None
+        hit = self.faq.match(inc, ctx) if self.faq is not None else None
+        if hit is not None:  # the words settle what the model hesitated about, or hold a fact to answer now
+            ctx.user.fallbacks_in_row = 0
+            if hit.understanding is not None and hit.understanding.intent is not None:
+                await self._observe(inc, ctx, hit.understanding.intent)
+                routed = Incoming(**{**_fields(inc), "nlu": hit.understanding})
+                return await self.dispatch(hit.understanding.intent, routed, ctx)
+            await self._observe(inc, ctx, f"faq:{hit.entry}")
+            return list(hit.replies or [])
         close = self._close_alternatives(nlu, ctx)
         if close:  # never guess silently between two readings
             await self._review(inc, ctx, nlu, "ambiguous")
