@@ -8,11 +8,13 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
+from bot.app import Runtime
 from nlu.server import RasaServer
 from sandbox.telegram.client import SandboxClient, SimGroup, SimMessage, SimUser
 from store.db import unit_of_work
 from store.models import NluReview, User
 from store.models_handover import CLOSED, WAITING, Feedback, MessageCount, Ticket
+from store.models_staff import StaffMember
 from tests.conftest import BotRunner
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")  # the default settings.timezone the office hours are read in
@@ -49,6 +51,12 @@ async def staff_group(sandbox: SandboxClient) -> tuple[SimUser, SimGroup]:
     return staff, group
 
 
+async def make_staff(runtime: Runtime, user_id: int) -> None:
+    """What an admin's `/staff add <id>` leaves: the role that lets a group member take and answer tickets."""
+    async with unit_of_work(runtime.sessions) as session:
+        session.add(StaffMember(user_id=user_id, role="staff", added_by=None))
+
+
 async def take_talk_close_rate(citizen: SimUser, staff: SimUser, group: SimGroup, post: SimMessage) -> None:
     """[Take], a reply relayed each way, [Close], a rating: the part of a ticket the hour does not change."""
     await group.press(staff, post, "🙋 Nhận")
@@ -82,6 +90,7 @@ async def test_in_office_hours_the_ticket_relays_at_once(
 ) -> None:
     staff, group = await staff_group(sandbox)
     runtime = await bots.start(db_url, rasa_url=rasa.url, staff_chat_id=group.chat_id, office_hours=ALWAYS_OPEN)
+    await make_staff(runtime, staff.id)
     an = await sandbox.user(6001, first_name="An", language_code="vi")
     await an.send("lệ phí làm hộ chiếu")  # what came before is shown to staff with the ticket
     await one(an)
@@ -114,6 +123,7 @@ async def test_outside_office_hours_the_ticket_waits_and_the_bot_keeps_helping(
 ) -> None:
     staff, group = await staff_group(sandbox)
     runtime = await bots.start(db_url, rasa_url=rasa.url, staff_chat_id=group.chat_id, office_hours=closed_now())
+    await make_staff(runtime, staff.id)
     chi = await sandbox.user(6002, first_name="Chi", language_code="vi")
     await chi.send("tôi muốn gặp cán bộ")
     queued = await one(chi)
@@ -195,6 +205,7 @@ async def test_stats_for_an_admin_match_the_rows_and_others_get_unknown_command(
         office_hours=ALWAYS_OPEN,
         admin_ids=[admin.id],
     )
+    await make_staff(runtime, staff.id)
     giang = await sandbox.user(6005, first_name="Giang", language_code="vi")
     hai = await sandbox.user(6006, first_name="Hải", language_code="vi")
     # 3 understood messages and 1 fallback, from two citizens; one 👍, one 👎; one ticket taken, closed, rated 4.
