@@ -11,6 +11,7 @@ from sqlalchemy import ColumnElement, exists, select
 
 from actions import callbacks, staff
 from actions.base import Context
+from actions.news import MAX_MATCHES, search_reply
 from actions.types import Button, Incoming, Reply
 from broadcast.audience import Areas, Audience, load_areas, news_topics
 from broadcast.engine import progress_of, report_text
@@ -22,9 +23,8 @@ from store.models_staff import ROLES, StaffMember
 log = structlog.get_logger(__name__)
 
 SKIP_PHOTO = "b_skip"  # b_skip|<id>
-AREA = "b_area"  # b_area|<id>: open the district picker
-DISTRICT = "b_dist"  # b_dist|<id>|<district | all>
-WARD = "b_ward"  # b_ward|<id>|<district>|<ward | all>
+AREA = "b_area"  # b_area|<id>: open the area screen (chosen units; staff type names to add more)
+UNIT = "b_unit"  # b_unit|<id>|<unit id | all>: add or drop a unit; "all" clears the list (the whole province)
 TOPIC = "b_top"  # b_top|<id>|<topic>: toggle
 PAID = "b_paid"  # b_paid|<id>: toggle allow_paid_broadcast
 AUDIENCE = "b_aud"  # b_aud|<id>: back to the audience screen
@@ -32,7 +32,7 @@ PREVIEW = "b_prev"  # b_prev|<id>
 SEND = "b_send"  # b_send|<id>
 SCHEDULE = "b_sched"  # b_sched|<id>: ask for a time
 CANCEL = "b_cancel"  # b_cancel|<id>: drop a draft or cancel a scheduled broadcast
-CALLBACKS = (SKIP_PHOTO, AREA, DISTRICT, WARD, TOPIC, PAID, AUDIENCE, PREVIEW, SEND, SCHEDULE, CANCEL)
+CALLBACKS = (SKIP_PHOTO, AREA, UNIT, TOPIC, PAID, AUDIENCE, PREVIEW, SEND, SCHEDULE, CANCEL)
 callbacks.register(*CALLBACKS)
 ALL = "all"
 ENGINE_SERVICE = "broadcast_engine"  # ctx.services key of the running BroadcastEngine (woken on Send now)
@@ -119,7 +119,7 @@ class BroadcastUI:
                     id=b.id,
                     status=ctx.t(f"news.state_{b.status}"),
                     when=when,
-                    area=self.areas.label(b.district, b.ward, ctx.lang),
+                    area=self.areas.label(b.area_list(), ctx.lang),
                     count=count,
                 )
             )
@@ -183,7 +183,7 @@ class BroadcastUI:
 
     async def wants_text(self, ctx: Context) -> bool:
         draft = await self._draft(ctx)
-        return draft is not None and draft.step in ("text", "at") and await staff.is_staff(ctx)
+        return draft is not None and draft.step in ("text", "at", "area") and await staff.is_staff(ctx)
 
     async def on_text(self, inc: Incoming, ctx: Context) -> list[Reply]:
         draft = await self._draft(ctx)
@@ -192,6 +192,8 @@ class BroadcastUI:
         text = inc.text or ""
         if draft.step == "at":
             return await self._schedule_at(ctx, draft, text)
+        if draft.step == "area":
+            return [self._search(ctx, draft, text)]
         try:
             draft.text = check_html(text)
         except HtmlError as err:
@@ -245,14 +247,12 @@ class BroadcastUI:
         if draft.step in ("text", "photo"):
             return [Reply(ctx.t("news.stale"))]
         if action == AREA:
-            return [self._district_picker(ctx, draft)]
-        if action == DISTRICT and len(args) == 2:
-            return await self._pick_district(ctx, draft, args[1])
-        if action == WARD and len(args) == 3:
-            ward = None if args[2] == ALL else args[2]
-            if self.areas.valid(args[1], ward):
-                draft.district, draft.ward = args[1], ward
-            return [await self._audience_screen(ctx, draft, edit=True)]
+            draft.step = "area"
+            return [self._area_screen(ctx, draft)]
+        if action == UNIT and len(args) == 2:
+            self._toggle_unit(draft, args[1])
+            draft.step = "area"
+            return [self._area_screen(ctx, draft)]
         if action == TOPIC and len(args) == 2:
             topics = set(draft.topic_list())
             if args[1] in {t.id for t in news_topics(ctx.content)}:
@@ -274,32 +274,44 @@ class BroadcastUI:
             return [Reply(ctx.t("news.ask_time"), ((self._cancel_button(ctx, draft.id),),))]
         return [Reply(ctx.t("news.stale"))]
 
-    async def _pick_district(self, ctx: Context, draft: Broadcast, choice: str) -> list[Reply]:
+    def _toggle_unit(self, draft: Broadcast, choice: str) -> None:
         if choice == ALL:
-            draft.district, draft.ward = None, None
-            return [await self._audience_screen(ctx, draft, edit=True)]
-        district = self.areas.district(choice)
-        if district is None:
-            return [self._district_picker(ctx, draft)]
-        if not district.wards:
-            draft.district, draft.ward = district.id, None
-            return [await self._audience_screen(ctx, draft, edit=True)]
-        buttons = [
-            Button(
-                ctx.t("news.btn_whole_district", name=district.name), callbacks.encode(WARD, draft.id, district.id, ALL)
-            )
-        ]
-        buttons += [Button(w.name, callbacks.encode(WARD, draft.id, district.id, w.id)) for w in district.wards]
-        rows = [tuple(buttons[i : i + 2]) for i in range(0, len(buttons), 2)]
-        rows.append((Button(ctx.t("news.btn_back"), callbacks.encode(AREA, draft.id)),))
-        return [Reply(ctx.t("news.choose_ward", district=district.name), tuple(rows), edit=True)]
+            draft.areas = ""
+            return
+        if self.areas.unit(choice) is None:
+            return  # an id an older areas file had: nothing to add
+        chosen = set(draft.area_list()) ^ {choice}
+        draft.areas = ",".join(sorted(chosen))
 
-    def _district_picker(self, ctx: Context, draft: Broadcast) -> Reply:
-        buttons = [Button(ctx.t("news.btn_whole_province"), callbacks.encode(DISTRICT, draft.id, ALL))]
-        buttons += [Button(d.name, callbacks.encode(DISTRICT, draft.id, d.id)) for d in self.areas.districts]
-        rows = [tuple(buttons[i : i + 2]) for i in range(0, len(buttons), 2)]
-        rows.append((Button(ctx.t("news.btn_back"), callbacks.encode(AUDIENCE, draft.id)),))
-        return Reply(ctx.t("news.choose_district_staff"), tuple(rows), edit=True)
+    def _area_screen(self, ctx: Context, draft: Broadcast) -> Reply:
+        """The chosen units (each with a button to drop it); the staff member types a name to add one."""
+        rows: list[tuple[Button, ...]] = []
+        for unit_id in draft.area_list():
+            unit = self.areas.unit(unit_id)
+            name = unit.name(ctx.lang) if unit else unit_id
+            rows.append((Button(ctx.t("news.btn_unit_remove", name=name), callbacks.encode(UNIT, draft.id, unit_id)),))
+        rows.append(self._area_controls(ctx, draft))
+        text = ctx.t("news.area_staff", area=self.areas.label(draft.area_list(), ctx.lang))
+        return Reply(text, tuple(rows), edit=True)
+
+    def _area_controls(self, ctx: Context, draft: Broadcast) -> tuple[Button, ...]:
+        return (
+            Button(ctx.t("news.btn_whole_province"), callbacks.encode(UNIT, draft.id, ALL)),
+            Button(ctx.t("news.btn_done"), callbacks.encode(AUDIENCE, draft.id)),
+        )
+
+    def _search(self, ctx: Context, draft: Broadcast, text: str) -> Reply:
+        """Units matching a typed name, as buttons that add (or, ✅ already chosen, drop) them."""
+        found = self.areas.search(text, limit=MAX_MATCHES)
+        chosen = set(draft.area_list())
+        rows: list[tuple[Button, ...]] = []
+        for unit in found.units:
+            label = unit.name(ctx.lang)
+            if unit.id in chosen:
+                label = ctx.t("news.btn_unit_chosen", name=label)
+            rows.append((Button(label, callbacks.encode(UNIT, draft.id, unit.id)),))
+        rows.append(self._area_controls(ctx, draft))
+        return Reply(search_reply(ctx, self.areas, text, found), tuple(rows))
 
     async def _audience_screen(self, ctx: Context, draft: Broadcast, *, edit: bool) -> Reply:
         count = await self._audience(draft).count(ctx.session)
@@ -320,7 +332,7 @@ class BroadcastUI:
         )
         text = ctx.t(
             "news.audience",
-            area=self.areas.label(draft.district, draft.ward, ctx.lang),
+            area=self.areas.label(draft.area_list(), ctx.lang),
             topics=self._topics_label(ctx, draft),
             count=count,
         )
@@ -341,7 +353,7 @@ class BroadcastUI:
         )
         summary = ctx.t(
             "news.preview_ready",
-            area=self.areas.label(draft.district, draft.ward, ctx.lang),
+            area=self.areas.label(draft.area_list(), ctx.lang),
             topics=self._topics_label(ctx, draft),
             count=count,
         )
@@ -394,7 +406,7 @@ class BroadcastUI:
 
     @staticmethod
     def _audience(b: Broadcast) -> Audience:
-        return Audience.of(b.district, b.ward, b.topic_list())
+        return Audience.of(b.area_list(), b.topic_list())
 
     def _topics_label(self, ctx: Context, b: Broadcast) -> str:
         chosen = set(b.topic_list())
@@ -406,4 +418,4 @@ class BroadcastUI:
 
     @staticmethod
     def _detail(b: Broadcast) -> str:
-        return f"#{b.id} area={b.district or 'province'}/{b.ward or '-'} topics={b.topics or '*'} paid={b.paid}"
+        return f"#{b.id} area={b.areas or 'province'} topics={b.topics or '*'} paid={b.paid}"

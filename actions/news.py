@@ -1,28 +1,45 @@
-"""Citizens' news subscriptions: area (district, then ward/commune, or the whole province) and topics, by buttons."""
+"""Citizens' news subscriptions: area (a ward/commune found by typing part of its name, or the whole province) and
+topics, by buttons."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 import structlog
-from sqlalchemy import delete, select
+from sqlalchemy import ColumnElement, delete, exists, select
 
 from actions import callbacks
 from actions.base import Context
 from actions.types import Button, Incoming, Reply
-from broadcast.audience import Areas, District, TopicDef, load_areas, news_topics
+from broadcast.audience import Areas, Matches, TopicDef, load_areas, news_topics
 from broadcast.message import UNSUBSCRIBE
-from store.models_news import NewsSubscription, NewsTopic
+from store.models_news import NewsArea, NewsAreaSearch, NewsSubscription, NewsTopic
 
 log = structlog.get_logger(__name__)
 
 # Callback actions (every payload names what it was drawn for, so an old keyboard still does the right thing).
 SUBSCRIBE = "n_sub"  # n_sub: open the subscription screen
-AREA = "n_area"  # n_area|<district id | "all">: the whole province, or a district (then its wards)
-WARD = "n_ward"  # n_ward|<district>|<ward id | "all">
+AREA = "n_area"  # n_area|<unit id | "all" | "change">: a unit, the whole province, or ask for a name again
+WARD = "n_ward"  # kept so a keyboard drawn before the units (district -> ward) asks for a name instead
 TOPIC = "n_top"  # n_top|<topic>: toggle a topic
 DONE = "n_done"  # n_done: topics chosen
 CALLBACKS = (SUBSCRIBE, AREA, WARD, TOPIC, DONE, UNSUBSCRIBE)
 callbacks.register(*CALLBACKS)
 ALL = "all"
+MAX_MATCHES = 8  # buttons under one search: more is a wall on a phone, so the citizen types more of the name
+SEARCH_FOR = dt.timedelta(minutes=30)  # after this a typed message is a question again, not a name
+
+
+def search_reply(ctx: Context, areas: Areas, query: str, found: Matches) -> str:
+    """The sentence above a search's buttons: how many matched, or what to type instead."""
+    shown = query.strip()[:60]  # ctx.t escapes values: a typed "<b>" is shown as typed, never as markup
+    if len("".join(query.split())) < 2:
+        return ctx.t("news.area_too_short")
+    if not found.units:
+        return ctx.t("news.area_none", query=shown, province=areas.province_name(ctx.lang))
+    if found.total > len(found.units):
+        return ctx.t("news.area_too_many", query=shown, count=found.total, shown=len(found.units))
+    return ctx.t("news.area_matches", query=shown, count=found.total)
 
 
 def _rows(buttons: list[Button], per_row: int = 2) -> tuple[tuple[Button, ...], ...]:
@@ -61,8 +78,8 @@ class News:
             return await self._unsubscribe(ctx)
         if action == AREA and args:
             return await self._pick_area(ctx, args[0])
-        if action == WARD and len(args) == 2:
-            return await self._pick_ward(ctx, args[0], args[1])
+        if action == WARD:
+            return [await self._ask_area(ctx, edit=True)]
         if action == TOPIC and args:
             return await self._toggle(ctx, args[0])
         if action == DONE:
@@ -74,22 +91,49 @@ class News:
     async def _open(self, ctx: Context, *, edit: bool = False) -> list[Reply]:
         sub = await ctx.session.get(NewsSubscription, ctx.user.id)
         if sub is None:
-            return [self._district_picker(ctx, edit=edit)]
-        text = ctx.t("news.status", area=self._area_label(ctx, sub), topics=await self._topics_label(ctx))
+            return [await self._ask_area(ctx, edit=edit)]
+        await self._stop_search(ctx)
+        text = ctx.t("news.status", area=await self._area_label(ctx), topics=await self._topics_label(ctx))
         return [Reply(text, self._subscribed_rows(ctx), edit=edit)]
 
-    def _district_picker(self, ctx: Context, *, edit: bool) -> Reply:
-        buttons = [Button(ctx.t("news.btn_whole_province"), callbacks.encode(AREA, ALL))]
-        buttons += [Button(d.name, callbacks.encode(AREA, d.id)) for d in self.areas.districts]
-        return Reply(ctx.t("news.choose_district"), _rows(buttons), edit=edit)
+    async def _ask_area(self, ctx: Context, *, edit: bool) -> Reply:
+        """Ask for part of the unit's name: the next typed message is that search (see on_text)."""
+        search = await ctx.session.get(NewsAreaSearch, ctx.user.id)
+        if search is None:
+            ctx.session.add(NewsAreaSearch(user_id=ctx.user.id, asked_at=ctx.now))
+        else:
+            search.asked_at = ctx.now
+        await ctx.session.flush()
+        return Reply(ctx.t("news.area_ask"), await self._search_rows(ctx, []), edit=edit)
 
-    def _ward_picker(self, ctx: Context, district: District) -> Reply:
-        buttons = [
-            Button(ctx.t("news.btn_whole_district", name=district.name), callbacks.encode(WARD, district.id, ALL))
-        ]
-        buttons += [Button(w.name, callbacks.encode(WARD, district.id, w.id)) for w in district.wards]
-        rows = (*_rows(buttons), (Button(ctx.t("news.btn_back"), callbacks.encode(SUBSCRIBE)),))
-        return Reply(ctx.t("news.choose_ward", district=district.name), rows, edit=True)
+    async def _search_rows(self, ctx: Context, buttons: list[Button]) -> tuple[tuple[Button, ...], ...]:
+        rows = [(b,) for b in buttons]  # one per row: unit names are long ("Phường Đồng Nguyên")
+        rows.append((Button(ctx.t("news.btn_whole_province"), callbacks.encode(AREA, ALL)),))
+        if await ctx.session.get(NewsSubscription, ctx.user.id) is not None:
+            rows.append((Button(ctx.t("news.btn_back"), callbacks.encode(SUBSCRIBE)),))
+        return tuple(rows)
+
+    # ---- typed names -----------------------------------------------------------------------------------
+
+    def text_wait(self, user_id: int) -> ColumnElement[bool]:
+        """The router's one-statement probe: this citizen was asked for a ward/commune's name."""
+        return exists().where(NewsAreaSearch.user_id == user_id)
+
+    async def wants_text(self, ctx: Context) -> bool:
+        search = await ctx.session.get(NewsAreaSearch, ctx.user.id)
+        if search is None:
+            return False
+        if ctx.now - search.asked_at > SEARCH_FOR:
+            await ctx.session.delete(search)
+            return False
+        return True
+
+    async def on_text(self, inc: Incoming, ctx: Context) -> list[Reply]:
+        query = inc.text or ""
+        found = self.areas.search(query, limit=MAX_MATCHES)
+        buttons = [Button(u.name(ctx.lang), callbacks.encode(AREA, u.id)) for u in found.units]
+        text = search_reply(ctx, self.areas, query, found)
+        return [Reply(text, await self._search_rows(ctx, buttons))]
 
     async def _topics_screen(self, ctx: Context) -> Reply:
         chosen = await self._chosen(ctx)
@@ -98,8 +142,7 @@ class News:
             mark = "✅ " if topic.id in chosen else ""
             buttons.append(Button(mark + ctx.t(topic.label), callbacks.encode(TOPIC, topic.id)))
         rows = (*_rows(buttons), (Button(ctx.t("news.btn_done"), callbacks.encode(DONE)),))
-        sub = await ctx.session.get(NewsSubscription, ctx.user.id)
-        area = self._area_label(ctx, sub) if sub else ""
+        area = await self._area_label(ctx)
         return Reply(ctx.t("news.choose_topics", area=area), rows, edit=True)
 
     def _subscribed_rows(self, ctx: Context) -> tuple[tuple[Button, ...], ...]:
@@ -114,43 +157,34 @@ class News:
     # ---- actions ---------------------------------------------------------------------------------------
 
     async def _pick_area(self, ctx: Context, choice: str) -> list[Reply]:
-        if choice == "change":
-            return [self._district_picker(ctx, edit=True)]
         if choice == ALL:
-            await self._save_area(ctx, None, None)
+            await self._save_area(ctx, [])
             return [await self._topics_screen(ctx)]
-        district = self.areas.district(choice)
-        if district is None:
-            return [self._district_picker(ctx, edit=True)]
-        if district.wards:
-            return [self._ward_picker(ctx, district)]
-        await self._save_area(ctx, district.id, None)
+        if self.areas.unit(choice) is None:  # "change", or a unit id an older file had
+            return [await self._ask_area(ctx, edit=True)]
+        await self._save_area(ctx, [choice])
         return [await self._topics_screen(ctx)]
 
-    async def _pick_ward(self, ctx: Context, district_id: str, ward_id: str) -> list[Reply]:
-        ward = None if ward_id == ALL else ward_id
-        if not self.areas.valid(district_id, ward):
-            return [self._district_picker(ctx, edit=True)]
-        await self._save_area(ctx, district_id, ward)
-        return [await self._topics_screen(ctx)]
-
-    async def _save_area(self, ctx: Context, district: str | None, ward: str | None) -> None:
+    async def _save_area(self, ctx: Context, units: list[str]) -> None:
         sub = await ctx.session.get(NewsSubscription, ctx.user.id)
         if sub is None:
-            ctx.session.add(
-                NewsSubscription(
-                    user_id=ctx.user.id, district=district, ward=ward, created_at=ctx.now, updated_at=ctx.now
-                )
-            )
+            ctx.session.add(NewsSubscription(user_id=ctx.user.id, created_at=ctx.now, updated_at=ctx.now))
+            await ctx.session.flush()  # the unit rows refer to it
             log.info("news.subscribed")
         else:
-            sub.district, sub.ward, sub.updated_at = district, ward, ctx.now
+            sub.updated_at = ctx.now
+        await ctx.session.execute(delete(NewsArea).where(NewsArea.user_id == ctx.user.id))
+        ctx.session.add_all(NewsArea(user_id=ctx.user.id, area=u) for u in units)
+        await self._stop_search(ctx)
         ctx.user.active = True  # they are talking to the bot, so it can reach them again
         await ctx.session.flush()
 
+    async def _stop_search(self, ctx: Context) -> None:
+        await ctx.session.execute(delete(NewsAreaSearch).where(NewsAreaSearch.user_id == ctx.user.id))
+
     async def _toggle(self, ctx: Context, topic: str) -> list[Reply]:
         if await ctx.session.get(NewsSubscription, ctx.user.id) is None:
-            return [self._district_picker(ctx, edit=True)]
+            return [await self._ask_area(ctx, edit=True)]
         if topic in {t.id for t in self._topics(ctx)}:
             row = await ctx.session.get(NewsTopic, (ctx.user.id, topic))
             if row is None:
@@ -163,8 +197,8 @@ class News:
     async def _done(self, ctx: Context) -> list[Reply]:
         sub = await ctx.session.get(NewsSubscription, ctx.user.id)
         if sub is None:
-            return [self._district_picker(ctx, edit=True)]
-        text = ctx.t("news.subscribed", area=self._area_label(ctx, sub), topics=await self._topics_label(ctx))
+            return [await self._ask_area(ctx, edit=True)]
+        text = ctx.t("news.subscribed", area=await self._area_label(ctx), topics=await self._topics_label(ctx))
         return [Reply(text, self._subscribed_rows(ctx), edit=True)]
 
     async def _unsubscribe(self, ctx: Context) -> list[Reply]:
@@ -173,6 +207,8 @@ class News:
         if sub is None:
             return [Reply(ctx.t("news.not_subscribed"), again)]
         await ctx.session.execute(delete(NewsTopic).where(NewsTopic.user_id == ctx.user.id))
+        await ctx.session.execute(delete(NewsArea).where(NewsArea.user_id == ctx.user.id))
+        await self._stop_search(ctx)
         await ctx.session.delete(sub)
         await ctx.session.flush()
         log.info("news.unsubscribed")
@@ -192,5 +228,6 @@ class News:
         labels = [ctx.t(t.label) for t in self._topics(ctx) if t.id in chosen]
         return ", ".join(labels) if labels else ctx.t("news.all_topics")
 
-    def _area_label(self, ctx: Context, sub: NewsSubscription) -> str:
-        return self.areas.label(sub.district, sub.ward, ctx.lang)
+    async def _area_label(self, ctx: Context) -> str:
+        rows = await ctx.session.execute(select(NewsArea.area).where(NewsArea.user_id == ctx.user.id))
+        return self.areas.label(list(rows.scalars()), ctx.lang)

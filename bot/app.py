@@ -119,7 +119,7 @@ def build_capabilities(w: Wiring) -> list[Capability]:
     """
     s, content = w.settings, w.content
     tz = ZoneInfo(s.timezone)
-    areas = load_areas()
+    areas = load_areas(s.areas_file)
     hours = OfficeHours.parse(s.office_hours, holidays=load_holidays(), timezone=s.timezone)
     reminders = ReminderCapability(
         content, tz=tz, cap=s.reminder_cap, draft_ttl=dt.timedelta(hours=s.reminder_draft_hours)

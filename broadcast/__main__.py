@@ -1,6 +1,6 @@
 """Command line for large campaigns: `python -m broadcast send ...` queues a broadcast, `run` delivers.
 
-    python -m broadcast send --text-file notice.html --area tu_son/dong_nguyen --topic vneid [--paid]
+    python -m broadcast send --text-file notice.html --area tu_son,tam_son --topic vneid [--paid]
                              [--at 2026-12-15T08:30+07:00] [--run]
     python -m broadcast run [--forever]
 
@@ -42,7 +42,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     send = sub.add_parser("send", help="create a broadcast")
     send.add_argument("--text-file", type=Path, required=True, help="Telegram HTML, UTF-8")
     send.add_argument("--photo", default=None, help="a Telegram file_id or https URL")
-    send.add_argument("--area", default=None, help="district or district/ward id from data/areas.yml")
+    send.add_argument(
+        "--area", default=None, help="unit ids from the areas file, comma-separated (default: the whole province)"
+    )
     send.add_argument("--topic", action="append", default=[], help="a topic id (repeatable)")
     send.add_argument("--paid", action="store_true", help="allow_paid_broadcast (up to 1000 msg/s, paid)")
     send.add_argument("--at", default=None, help="ISO 8601 time to send at (default: now)")
@@ -78,10 +80,10 @@ async def _create(args: argparse.Namespace, settings: Settings, content: Content
         text = check_html(args.text_file.read_text(encoding="utf-8"), caption=args.photo is not None)
     except HtmlError as err:
         raise SystemExit(f"invalid text: {content.text(err.key, 'en', **err.values)}") from None
-    district, _, ward = (args.area or "").partition("/")
-    areas = load_areas()
-    if not areas.valid(district or None, ward or None):
-        raise SystemExit(f"unknown area {args.area!r}")
+    chosen = sorted({a.strip() for a in (args.area or "").split(",") if a.strip()})
+    areas = load_areas(settings.areas_file)
+    if not areas.valid(chosen):
+        raise SystemExit(f"unknown area {args.area!r}: unit ids of {settings.areas_file}, comma-separated")
     known = {t.id for t in news_topics(content)}
     if unknown := set(args.topic) - known:
         raise SystemExit(f"unknown topic(s) {sorted(unknown)}; known: {sorted(known)}")
@@ -99,8 +101,7 @@ async def _create(args: argparse.Namespace, settings: Settings, content: Content
                 step="done",
                 text=text,
                 photo=args.photo,
-                district=district or None,
-                ward=ward or None,
+                areas=",".join(chosen),
                 topics=",".join(sorted(set(args.topic))),
                 paid=args.paid,
                 send_at=send_at.astimezone(dt.UTC),
@@ -109,7 +110,7 @@ async def _create(args: argparse.Namespace, settings: Settings, content: Content
             )
             s.add(b)
             await s.flush()
-            count = await Audience.of(b.district, b.ward, b.topic_list()).count(s)
+            count = await Audience.of(b.area_list(), b.topic_list()).count(s)
             bid = b.id
         print(f"broadcast #{bid} {b.status}: {count} recipients now", flush=True)
         return bid

@@ -396,7 +396,7 @@ class BroadcastEngine:
                 return
             b = await s.get(Broadcast, broadcast_id)
             assert b is not None
-            audience = Audience.of(b.district, b.ward, b.topic_list())
+            audience = Audience.of(b.area_list(), b.topic_list())
             recipients = audience.recipients().subquery()
             await s.execute(
                 insert(Delivery).from_select(

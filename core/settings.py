@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     dossier_max_follows: int = 10
 
     # Behaviour
+    # The province's commune-level units (news areas); another province drops in its own file (checked at start).
+    areas_file: Path = ROOT / "data" / "areas.yml"
     timezone: str = "Asia/Ho_Chi_Minh"
     default_lang: str = "vi"
     log_level: str = "INFO"

@@ -30,15 +30,35 @@ CANCELLED = "cancelled"
 
 
 class NewsSubscription(Base):
-    """A citizen who asked for announcements: their area (None = the whole province) and topics (none = all)."""
+    """A citizen who asked for announcements: their units (none = the whole province) and topics (none = all)."""
 
     __tablename__ = "news_subscriptions"
 
     user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
-    district: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
-    ward: Mapped[str | None] = mapped_column(String(32), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class NewsArea(Base):
+    """One commune-level unit (an id of the areas file) a subscriber follows; none means the whole province.
+
+    Several rows when a subscription of an old district was carried over to the units formed from it."""
+
+    __tablename__ = "news_subscription_areas"
+
+    user_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("news_subscriptions.user_id", ondelete="CASCADE"), primary_key=True
+    )
+    area: Mapped[str] = mapped_column(String(32), primary_key=True, index=True)
+
+
+class NewsAreaSearch(Base):
+    """A citizen was asked to type part of their commune's name: their next typed message is that search."""
+
+    __tablename__ = "news_area_searches"
+
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    asked_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class NewsTopic(Base):
@@ -60,11 +80,11 @@ class Broadcast(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     created_by: Mapped[int] = mapped_column(BigInteger, index=True)  # staff user id (kept after they leave)
     status: Mapped[str] = mapped_column(String(16), default=DRAFT, index=True)
-    step: Mapped[str] = mapped_column(String(16), default="text")  # draft only: text|photo|audience|preview|at
+    step: Mapped[str] = mapped_column(String(16), default="text")  # draft: text|photo|audience|area|preview|at
     text: Mapped[str] = mapped_column(Text, default="")  # validated Telegram HTML
     photo: Mapped[str | None] = mapped_column(String(256), nullable=True)  # Telegram file_id
-    district: Mapped[str | None] = mapped_column(String(32), nullable=True)  # None: the whole province
-    ward: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # comma-separated unit ids; empty: the whole province
+    areas: Mapped[str] = mapped_column(Text, default="", server_default="")
     topics: Mapped[str] = mapped_column(String(256), default="")  # comma-separated; empty: every subscriber
     paid: Mapped[bool] = mapped_column(Boolean, default=False)  # allow_paid_broadcast (up to 1000 msg/s)
     send_at: Mapped[dt.datetime | None] = mapped_column(nullable=True, index=True)
@@ -78,6 +98,9 @@ class Broadcast(Base):
 
     def topic_list(self) -> list[str]:
         return [t for t in self.topics.split(",") if t]
+
+    def area_list(self) -> list[str]:
+        return [a for a in self.areas.split(",") if a]
 
 
 class Delivery(Base):

@@ -16,7 +16,7 @@ from store import models, models_news, models_staff  # noqa: F401 - every table 
 from store.all_models import Base
 from store.db import make_engine, make_sessionmaker
 from store.models import User
-from store.models_news import NewsSubscription, NewsTopic
+from store.models_news import NewsArea, NewsSubscription, NewsTopic
 
 TOKEN = "7000000001:TEST-token"
 
@@ -40,8 +40,7 @@ async def make_db(url: str) -> tuple[AsyncEngine, async_sessionmaker[AsyncSessio
 async def add_subscribers(
     sessions: async_sessionmaker[AsyncSession],
     ids: list[int],
-    district: str | None = None,
-    ward: str | None = None,
+    areas: tuple[str, ...] = (),
     topics: tuple[str, ...] = (),
     lang: str = "vi",
 ) -> None:
@@ -50,9 +49,10 @@ async def add_subscribers(
             s.add(User(id=uid, chat_id=uid, lang=lang))
         await s.flush()
         for uid in ids:
-            s.add(NewsSubscription(user_id=uid, district=district, ward=ward))
+            s.add(NewsSubscription(user_id=uid))
         await s.flush()
         for uid in ids:
+            s.add_all(NewsArea(user_id=uid, area=a) for a in areas)
             for t in topics:
                 s.add(NewsTopic(user_id=uid, topic=t))
 

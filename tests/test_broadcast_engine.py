@@ -68,8 +68,7 @@ async def sender(emu: TelegramEmulator) -> AsyncIterator[TelegramSender]:
 async def queue_broadcast(
     sessions: async_sessionmaker[AsyncSession],
     text: str = "<b>Thông báo</b>: làm căn cước lưu động tại UBND phường, 8:00 thứ Bảy.",
-    district: str | None = None,
-    ward: str | None = None,
+    areas: str = "",
     topics: str = "",
     report_chat: int | None = None,
 ) -> int:
@@ -79,8 +78,7 @@ async def queue_broadcast(
             status=QUEUED,
             step="done",
             text=text,
-            district=district,
-            ward=ward,
+            areas=areas,
             topics=topics,
             report_chat_id=report_chat,
         )
@@ -112,11 +110,12 @@ async def test_sends_to_the_area_once_with_unsubscribe_button(
     other_ward = [1200, 1201]
     elsewhere = list(range(1300, 1305))
     await sc.users_bulk(1000, 400)
-    await add_subscribers(sessions, inside, "tu_son", "dong_nguyen")
-    await add_subscribers(sessions, province, None, None)
-    await add_subscribers(sessions, other_ward, "tu_son", "dinh_bang")
-    await add_subscribers(sessions, elsewhere, "bac_ninh", None)
-    bid = await queue_broadcast(sessions, district="tu_son", ward="dong_nguyen")
+    await add_subscribers(sessions, inside[:5], ("dong_nguyen",))
+    await add_subscribers(sessions, inside[5:], ("tu_son", "dong_nguyen"))  # several units, one of them targeted
+    await add_subscribers(sessions, province, ())
+    await add_subscribers(sessions, other_ward, ("tu_son",))
+    await add_subscribers(sessions, elsewhere, ("kinh_bac", "tam_son"))
+    bid = await queue_broadcast(sessions, areas="dong_nguyen,phu_khe")
 
     engine = BroadcastEngine(sessions, sender, content)
     await engine.run_until_idle(bid)
@@ -207,7 +206,7 @@ async def test_staff_sees_progress_edits_and_a_final_report(
     staff = await sc.user(STAFF, "Cán bộ")
     ids = list(range(4000, 4075))
     await sc.users_bulk(4000, 75)
-    await add_subscribers(sessions, [STAFF], None)  # the staff member's own users row (and a subscription)
+    await add_subscribers(sessions, [STAFF])  # the staff member's own users row (and a subscription)
     await add_subscribers(sessions, ids)
     bid = await queue_broadcast(sessions, report_chat=STAFF)
     # 15/s: about five seconds of sending, long enough for a progress edit between the staff chat's own

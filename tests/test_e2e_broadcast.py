@@ -32,6 +32,7 @@ from store.models_news import (
     UNKNOWN,
     Broadcast,
     Delivery,
+    NewsArea,
     NewsSubscription,
     NewsTopic,
 )
@@ -95,16 +96,20 @@ async def announcements(sandbox: SandboxClient, chat_id: int) -> list[dict[str, 
     return out
 
 
-async def subscribe(user: SimUser, district: str | None, ward: str | None = None, topics: tuple[str, ...] = ()) -> str:
-    """/subscribe and the buttons a citizen presses: district (or the whole province), ward, topics, Done."""
+async def subscribe(user: SimUser, typed: str | None, unit: str | None = None, topics: tuple[str, ...] = ()) -> str:
+    """/subscribe, part of the ward/commune's name typed and its button pressed (or the whole province), topics,
+    Done."""
     await user.command("subscribe")
     picker = await one(user)
-    await user.press(picker, district or "🗺 Cả tỉnh")
+    assert "gõ một phần tên" in picker.body, picker.body
+    if typed is None:
+        await user.press(picker, "🗺 Cả tỉnh")
+    else:
+        await user.send(typed)
+        picker = await one(user)
+        assert unit in picker.labels, picker.labels
+        await user.press(picker, unit)
     screen = await one(user)
-    if ward is not None:
-        assert ward in screen.labels, screen.labels
-        await user.press(screen, ward)
-        screen = await one(user)
     for topic in topics:
         await user.press(screen, topic)
         screen = await one(user)
@@ -136,36 +141,109 @@ async def test_citizens_subscribe_by_buttons_and_by_sentence(
 ) -> None:
     runtime = await bots.start(db_url, rasa_url=rasa.url)
     an = await sandbox.user(7101, first_name="An")
-    body = await subscribe(an, "Thành phố Từ Sơn", "Phường Đồng Nguyên", topics=("🪪 VNeID, căn cước",))
+    body = await subscribe(an, "dong nguyen", "Phường Đồng Nguyên", topics=("🪪 VNeID, căn cước",))
     assert "đã đăng ký nhận tin" in body
-    assert "Phường Đồng Nguyên, Thành phố Từ Sơn" in body and "VNeID" in body
+    assert "Phường Đồng Nguyên" in body and "VNeID" in body
 
     binh = await sandbox.user(7102, first_name="Bình")
     await binh.send("đăng ký nhận tin")  # a sentence: the real Rasa server understands it
     picker = await one(binh)
-    assert "🗺 Cả tỉnh" in picker.labels and "Thành phố Bắc Ninh" in picker.labels
+    assert picker.labels == ["🗺 Cả tỉnh"], picker.labels  # no wall of 99 buttons: the name is typed
     await binh.press(picker, "🗺 Cả tỉnh")
     await binh.press(await one(binh), "✔️ Xong")
     assert "Tỉnh Bắc Ninh" in (await one(binh)).body
 
     async with unit_of_work(runtime.sessions) as s:
-        subs = {r.user_id: (r.district, r.ward) for r in (await s.scalars(select(NewsSubscription))).all()}
+        subs = set((await s.scalars(select(NewsSubscription.user_id))).all())
+        units = {(r.user_id, r.area) for r in (await s.scalars(select(NewsArea))).all()}
         topics = {(r.user_id, r.topic) for r in (await s.scalars(select(NewsTopic))).all()}
-    assert subs == {7101: ("tu_son", "dong_nguyen"), 7102: (None, None)}
+    assert subs == {7101, 7102} and units == {(7101, "dong_nguyen")}  # Bình: no unit, the whole province
     assert topics == {(7101, "vneid")}
+
+    # typed after choosing, a name is a question again (not another search)
+    await an.send("tu son")
+    assert "khớp" not in (await one(an)).body
 
     await binh.send("hủy nhận tin")  # and by a sentence again
     assert "đã hủy nhận tin" in (await one(binh)).body
     assert await count_rows(runtime, NewsSubscription, NewsSubscription.user_id == 7102) == 0
 
 
+async def test_citizen_finds_their_ward_by_typing_part_of_its_name(
+    sandbox: SandboxClient, bots: BotRunner, db_url: str
+) -> None:
+    runtime = await bots.start(db_url)
+    chi = await sandbox.user(7111, first_name="Chi")
+    await chi.command("subscribe")
+    ask = await one(chi)
+    assert "gõ một phần tên" in ask.body and "tu son" in ask.body
+
+    # with diacritics, without, without the space, with the type in front: the same one button
+    for typed in ("Từ Sơn", "tu son", "tuson", "phường từ sơn"):
+        await chi.send(typed)
+        found = await one(chi)
+        assert found.labels == ["Phường Từ Sơn", "🗺 Cả tỉnh"], (typed, found.labels)
+        assert "Có 1 phường/xã khớp" in found.body
+    # too short a part: the first eight, and a hint to type more of the name
+    await chi.send("son")
+    many = await one(chi)
+    assert len(many.labels) == 9 and many.labels[-1] == "🗺 Cả tỉnh", many.labels
+    assert "Có 13 phường/xã khớp với «son», đây là 8 kết quả đầu" in many.body and "gõ lại" in many.body
+    # nothing matches: say so, and ask again (the typed text is shown escaped, never as markup)
+    await chi.send("<b>zzz</b>")
+    none = await one(chi)
+    assert "Không thấy phường/xã nào tên «<b>zzz</b>»" in none.body and none.labels == ["🗺 Cả tỉnh"]
+
+    await chi.send("kinh bac")
+    found = await one(chi)
+    await chi.press(found, "Phường Kinh Bắc")
+    topics = await one(chi)
+    assert topics.message_id == found.message_id and "Phường Kinh Bắc" in topics.body
+    async with unit_of_work(runtime.sessions) as s:
+        assert set((await s.scalars(select(NewsArea.area).where(NewsArea.user_id == 7111))).all()) == {"kinh_bac"}
+
+    # changing the area later: the same search, and the new unit replaces the old one
+    await chi.press(topics, "✔️ Xong")
+    status = await one(chi)
+    await chi.press(status, "📍 Đổi khu vực")
+    again = await one(chi)
+    assert "gõ một phần tên" in again.body and "⬅️ Quay lại" in again.labels
+    await chi.send("Yen Phong")
+    await chi.press(await one(chi), "Xã Yên Phong")
+    assert "Xã Yên Phong" in (await one(chi)).body
+    async with unit_of_work(runtime.sessions) as s:
+        assert set((await s.scalars(select(NewsArea.area).where(NewsArea.user_id == 7111))).all()) == {"yen_phong"}
+
+    # in English the buttons carry the plain-letter names
+    dan = await sandbox.user(7112, first_name="Dan", language_code="en")
+    await dan.command("subscribe")
+    assert "Type part of its name" in (await one(dan)).body
+    await dan.send("kinh bac")
+    assert (await one(dan)).labels == ["Kinh Bac Ward", "🗺 Whole province"]
+
+
 # ---- staff: composing, previewing, sending ---------------------------------------------------------------
 
 
+async def choose_units(admin: SimUser, audience: SimMessage, units: tuple[tuple[str, str], ...]) -> SimMessage:
+    """From the audience screen: the area screen, each unit typed (part of its name) and pressed, Done."""
+    await admin.press(audience, "📍 Chọn khu vực")
+    await expect(admin, "Khu vực nhận tin")
+    for typed, label in units:
+        await admin.send(typed)
+        found = await expect(admin, "khớp")
+        await admin.press(found, label)
+        screen = await expect(admin, "Khu vực nhận tin")
+        assert f"❌ {label}" in screen.labels, screen.labels
+    await admin.press(screen, "✔️ Xong")
+    return await expect(admin, "Gửi tới ai?")
+
+
 async def compose(
-    admin: SimUser, text: str, *, photo: bool, district: str | None, ward: str | None
+    admin: SimUser, text: str, *, photo: bool, units: tuple[tuple[str, str], ...] = ()
 ) -> tuple[SimMessage, SimMessage, SimMessage]:
-    """/broadcast → text → photo (or skip) → area; returns (audience screen, preview, preview controls)."""
+    """/broadcast → text → photo (or skip) → units (none: the whole province); returns (audience screen,
+    preview, preview controls)."""
     await admin.command("broadcast")
     await expect(admin, "Soạn tin mới")
     await admin.send(text)
@@ -175,13 +253,8 @@ async def compose(
     else:
         await admin.press(photo_step, "⏭ Bỏ qua ảnh")
     audience = await expect(admin, "Gửi tới ai?")
-    if district is not None:
-        await admin.press(audience, "📍 Chọn khu vực")
-        picker = await expect(admin, "Chọn khu vực nhận tin")
-        await admin.press(picker, district)
-        wards = await expect(admin, "phường/xã")
-        await admin.press(wards, ward or f"Cả {district}")
-        audience = await expect(admin, "Gửi tới ai?")
+    if units:
+        audience = await choose_units(admin, audience, units)
     await admin.press(audience, "👁 Xem trước")
     preview = await expect(admin, visible(text))
     controls = await expect(admin, "Đây là tin người dân sẽ nhận được")
@@ -193,22 +266,22 @@ def visible(html_text: str) -> str:
     return re.sub(r"<[^>]+>", "", html_text)
 
 
-async def test_admin_composes_previews_and_sends_to_one_ward(
+async def test_admin_composes_previews_and_sends_to_two_wards(
     sandbox: SandboxClient, bots: BotRunner, db_url: str
 ) -> None:
     runtime = await bots.start(db_url, admin_ids=[ADMIN], **STAFF_PACE)
     inside = [await sandbox.user(uid, first_name=f"Dân {uid}") for uid in (7201, 7202, 7203)]
-    whole_town = await sandbox.user(7204, first_name="Cả thị")
+    second_ward = await sandbox.user(7204, first_name="Phù Khê")
     province = await sandbox.user(7205, first_name="Cả tỉnh")
-    other_ward = await sandbox.user(7206, first_name="Đình Bảng")
+    other_ward = await sandbox.user(7206, first_name="Từ Sơn")
     elsewhere = await sandbox.user(7207, first_name="Bắc Ninh")
     bystander = await sandbox.user(7208, first_name="Không đăng ký")
     for u in inside:
-        await subscribe(u, "Thành phố Từ Sơn", "Phường Đồng Nguyên")
-    await subscribe(whole_town, "Thành phố Từ Sơn", "Cả Thành phố Từ Sơn")
+        await subscribe(u, "dong nguyen", "Phường Đồng Nguyên")
+    await subscribe(second_ward, "Phù Khê", "Phường Phù Khê")
     await subscribe(province, None)
-    await subscribe(other_ward, "Thành phố Từ Sơn", "Phường Đình Bảng")
-    await subscribe(elsewhere, "Thành phố Bắc Ninh", "Phường Suối Hoa")
+    await subscribe(other_ward, "tuson", "Phường Từ Sơn")
+    await subscribe(elsewhere, "kinh bac", "Phường Kinh Bắc")
     await bystander.send("xin chào")
     await one(bystander)
     admin = await sandbox.user(ADMIN, first_name="Cán bộ")
@@ -229,11 +302,31 @@ async def test_admin_composes_previews_and_sends_to_one_ward(
     audience = await one(admin)
     assert "Số người nhận hiện tại: 7" in audience.body  # the whole province: every subscriber
     await admin.press(audience, "📍 Chọn khu vực")
-    await admin.press(await one(admin), "Thành phố Từ Sơn")
-    await admin.press(await one(admin), "Phường Đồng Nguyên")
+    area = await one(admin)
+    assert "Khu vực nhận tin: Tỉnh Bắc Ninh" in area.body and area.labels == ["🗺 Cả tỉnh", "✔️ Xong"]
+    # several units, typed one after another; a unit added by mistake is dropped again with ❌
+    for typed, label in (
+        ("đồng nguyên", "Phường Đồng Nguyên"),
+        ("tam son", "Phường Tam Sơn"),
+        ("phukhe", "Phường Phù Khê"),
+    ):
+        await admin.send(typed)
+        found = await one(admin)
+        assert found.labels[0] == label, found.labels
+        await admin.press(found, label)
+        area = await one(admin)
+        assert area.message_id == found.message_id and f"❌ {label}" in area.labels
+    assert "Phường Đồng Nguyên, Phường Phù Khê, Phường Tam Sơn" in area.body
+    await admin.press(area, "❌ Phường Tam Sơn")
+    area = await one(admin)
+    assert area.labels == ["❌ Phường Đồng Nguyên", "❌ Phường Phù Khê", "🗺 Cả tỉnh", "✔️ Xong"], area.labels
+    # a unit already chosen shows ✅ in a later search (pressing it again would drop it)
+    await admin.send("dong nguyen")
+    assert (await one(admin)).labels[0] == "✅ Phường Đồng Nguyên"
+    await admin.press(area, "✔️ Xong")
     audience = await one(admin)
-    assert "Phường Đồng Nguyên, Thành phố Từ Sơn" in audience.body
-    assert "Số người nhận hiện tại: 5" in audience.body  # 3 in the ward + all of the town + the province
+    assert "Phường Đồng Nguyên, Phường Phù Khê" in audience.body
+    assert "Số người nhận hiện tại: 5" in audience.body  # 3 in Đồng Nguyên + 1 in Phù Khê + the province
     await admin.press(audience, "👁 Xem trước")
     preview, controls = await admin.wait_for(count=2, timeout=15)
     assert preview.photo is not None and preview.labels == [UNSUBSCRIBE]
@@ -248,9 +341,9 @@ async def test_admin_composes_previews_and_sends_to_one_ward(
 
     await until(confirmed, "the controls to become the confirmation (no second Send)")
 
-    recipients = [*inside, whole_town, province]
+    recipients = [*inside, second_ward, province]
 
-    await until(lambda: have(sandbox, [u.id for u in recipients], 1), "every subscriber of the ward to get it")
+    await until(lambda: have(sandbox, [u.id for u in recipients], 1), "every subscriber of the wards to get it")
     async with unit_of_work(runtime.sessions) as s:
         [b] = (await s.scalars(select(Broadcast).where(Broadcast.status != "draft"))).all()
         bid = b.id
@@ -305,7 +398,7 @@ async def test_admin_composes_previews_and_sends_to_one_ward(
     assert "đã hủy nhận tin" in bye.body and bye.message_id != got["message_id"]
     assert await count_rows(runtime, NewsSubscription, NewsSubscription.user_id == first.id) == 0
     _, _, controls = await compose(
-        admin, "Tin thứ hai", photo=False, district="Thành phố Từ Sơn", ward="Phường Đồng Nguyên"
+        admin, "Tin thứ hai", photo=False, units=(("dong nguyen", "Phường Đồng Nguyên"), ("phu khe", "Phường Phù Khê"))
     )
     assert "Số người nhận: 4" in controls.body
     await admin.press(controls, "🚀 Gửi ngay")
@@ -314,16 +407,17 @@ async def test_admin_composes_previews_and_sends_to_one_ward(
     assert len(await announcements(sandbox, first.id)) == 1
 
 
-async def seed_subscribers(
-    runtime: Runtime, ids: list[int], district: str | None = None, ward: str | None = None
-) -> None:
+async def seed_subscribers(runtime: Runtime, ids: list[int], areas: tuple[str, ...] = ()) -> None:
     """Subscribers written straight to the database (the buttons are tested above; here only delivery counts)."""
     async with unit_of_work(runtime.sessions) as s:
         for uid in ids:
             s.add(User(id=uid, chat_id=uid, lang="vi"))
         await s.flush()
         for uid in ids:
-            s.add(NewsSubscription(user_id=uid, district=district, ward=ward))
+            s.add(NewsSubscription(user_id=uid))
+        await s.flush()
+        for uid in ids:
+            s.add_all(NewsArea(user_id=uid, area=a) for a in areas)
 
 
 async def broadcast_row(runtime: Runtime, bid: int | None = None) -> Broadcast:
@@ -363,7 +457,7 @@ async def press_send(sandbox: SandboxClient, runtime: Runtime, admin: SimUser, c
 
 async def send_to_province(sandbox: SandboxClient, runtime: Runtime, admin: SimUser, text: str, expected: int) -> int:
     """The shortest composing path: text, no photo, the whole province, preview, Send now."""
-    _, _, controls = await compose(admin, text, photo=False, district=None, ward=None)
+    _, _, controls = await compose(admin, text, photo=False)
     assert f"Số người nhận: {expected}" in controls.body, controls.body
     return await press_send(sandbox, runtime, admin, controls)
 
@@ -459,7 +553,7 @@ async def test_a_429_storm_is_absorbed_nothing_lost_nothing_doubled(
     await sandbox.users_bulk(7500, 60)
     await seed_subscribers(runtime, ids)
     admin = await sandbox.user(ADMIN, first_name="Cán bộ")
-    _, _, controls = await compose(admin, "Tin <b>quan trọng</b>", photo=False, district=None, ward=None)
+    _, _, controls = await compose(admin, "Tin <b>quan trọng</b>", photo=False)
     # Telegram's own buckets at a third of what the engine is configured for, injected 429s and 502s on top
     await sandbox.rates(global_rate=10)
     await sandbox.faults("sendMessage", retry_after=1, count=3)
@@ -484,10 +578,10 @@ async def test_scheduled_broadcasts_are_listed_cancelled_or_sent_on_time(
     ids = [7601, 7602]
     for uid in ids:
         await sandbox.user(uid, first_name=f"Dân {uid}")
-    await seed_subscribers(runtime, ids, "tu_son", None)
+    await seed_subscribers(runtime, ids, ("tu_son",))
     admin = await sandbox.user(ADMIN, first_name="Cán bộ")
 
-    _, _, controls = await compose(admin, "Tin hẹn giờ xa", photo=False, district="Thành phố Từ Sơn", ward=None)
+    _, _, controls = await compose(admin, "Tin hẹn giờ xa", photo=False, units=(("tu son", "Phường Từ Sơn"),))
     await admin.press(controls, "⏰ Hẹn giờ…")
     assert "08:30 15/12/2026" in (await one(admin)).body
     await admin.send("sáng mai nhé")
@@ -500,7 +594,7 @@ async def test_scheduled_broadcasts_are_listed_cancelled_or_sent_on_time(
     far = (await broadcast_row(runtime)).id
 
     # one due in a few seconds (ISO 8601 with seconds is accepted too)
-    _, _, controls = await compose(admin, "Tin hẹn giờ gần", photo=False, district=None, ward=None)
+    _, _, controls = await compose(admin, "Tin hẹn giờ gần", photo=False)
     await admin.press(controls, "⏰ Hẹn giờ…")
     await one(admin)
     soon = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=6)
@@ -510,7 +604,7 @@ async def test_scheduled_broadcasts_are_listed_cancelled_or_sent_on_time(
 
     await admin.command("broadcasts")
     listing = await one(admin)
-    assert f"#{far} · đã hẹn giờ · 08:30 15/12/2099 · Thành phố Từ Sơn · 2 người" in listing.body, listing.body
+    assert f"#{far} · đã hẹn giờ · 08:30 15/12/2099 · Phường Từ Sơn · 2 người" in listing.body, listing.body
     assert f"#{near} · đã hẹn giờ" in listing.body
     assert f"Hủy tin #{far}" in listing.labels
     await admin.press(listing, f"Hủy tin #{far}")
@@ -580,7 +674,10 @@ async def prepare(db_url: str, tmp_path: Path, tg_url: str, sandbox: SandboxClie
                 s.add(User(id=uid, chat_id=uid, lang="vi"))
             await s.flush()
             for uid in ids:
-                s.add(NewsSubscription(user_id=uid, district="tu_son"))
+                s.add(NewsSubscription(user_id=uid))
+            await s.flush()
+            for uid in ids:
+                s.add(NewsArea(user_id=uid, area="tu_son"))
     finally:
         await engine.dispose()
     notice = tmp_path / "notice.html"
