@@ -117,18 +117,29 @@ class RenewalCapability:
         field = _BIRTH if dialogue.birth is None else _ISSUE
         text = inc.text or ""
         if not any(ch.isdigit() for ch in text):
-            await ctx.session.delete(dialogue)
-            log.info("renewal_abandoned")
+            await self.release_text(ctx)
             return []
         try:
             parsed = parse_date_text(text)
         except BadDate:
             parsed = None
+        else:
+            if parsed is None and _is_sentence(text):  # "Đăng ký mức 2 ở đâu?" holds a digit, not a date
+                await self.release_text(ctx)
+                return []
         if parsed is None:
             return [self._question(ctx, field, "", lead=ctx.t("renewal.bad_date"))]
         if isinstance(parsed, int):
             return [self._question(ctx, field, f"{parsed:04d}")]
         return [await self._answer(ctx, dialogue, field, parsed, edit=False)]
+
+    async def release_text(self, ctx: Context) -> None:
+        """Stop waiting for a date (the citizen asked something else, or opened the menu); the date of birth goes."""
+        dialogue = await ctx.session.get(RenewalDialogue, ctx.user.id)
+        if dialogue is not None:
+            await ctx.session.delete(dialogue)
+            await ctx.session.flush()
+            log.info("renewal_abandoned")
 
     # --- dialogue -------------------------------------------------------------------------------------
 
@@ -251,6 +262,11 @@ class RenewalCapability:
         if digits or field != _BIRTH:  # on the first question, "start again" would show the same screen
             rows.append((Button(ctx.t("renewal.btn_restart"), callbacks.encode(START)),))
         return Reply(text if lead is None else f"{lead}\n\n{text}", tuple(rows), edit=edit)
+
+
+def _is_sentence(text: str) -> bool:
+    """Two or more words of letters: a question or a request, not a date typed loosely."""
+    return len(re.findall(r"[^\W\d_]{2,}", text)) >= 2
 
 
 def _today(ctx: Context) -> dt.date:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any, Protocol
 
 import structlog
@@ -114,6 +115,11 @@ class Assistant:
                 Reply(ctx.t("common.welcome", name=inc.display_name)),
                 await self.menu(ctx, "common.privacy_short"),
             ]
+        if name in ("start", "menu", "help"):  # the citizen starts over: nothing waits for their next message
+            for cap in self.capabilities:
+                release = getattr(cap, "release_text", None)
+                if release is not None:
+                    await release(ctx)
         if name in ("help",):
             return [await self.menu(ctx, "common.help")]
         if name == "menu":
@@ -182,20 +188,27 @@ class Assistant:
         spoken = detect(text)
         if spoken and spoken != ctx.user.lang:
             ctx.user.lang = spoken
-        # A capability waiting for a typed answer (a dossier code, a date) gets the text first.
+        # A capability waiting for a typed answer (a dossier code, a date) gets the text first. One that lets the
+        # text through and stops waiting (it was clearly something else) has its question put aside: we say so.
+        put_aside = False
         for cap in await self._waiting_for_text(ctx):
             wants = getattr(cap, "wants_text", None)
             if wants is not None and await _maybe_await(wants(ctx)):
                 replies: list[Reply] = await cap.on_text(inc, ctx)
                 if replies:
                     return replies
+                put_aside = put_aside or not await _maybe_await(wants(ctx))
         nlu = inc.nlu
         if nlu is None:
             try:
                 nlu = await self.nlu.parse(text)
             except self._unavailable:
                 return [await self.menu(ctx, "common.nlu_down")]
-        return await self.on_understood(Incoming(**{**_fields(inc), "nlu": nlu}), ctx)
+        answered = await self.on_understood(Incoming(**{**_fields(inc), "nlu": nlu}), ctx)
+        if put_aside and answered:
+            first = answered[0]
+            answered[0] = replace(first, text=f"<i>{ctx.t('conversation.put_aside')}</i>\n\n{first.text}")
+        return answered
 
     async def on_understood(self, inc: Incoming, ctx: Context) -> list[Reply]:
         nlu = inc.nlu

@@ -1,0 +1,88 @@
+"""End to end, a citizen who types a clear question gets the answer in the first reply, and a dialogue waiting for
+typed text lets a message that is clearly something else through: the real Application, the real Rasa server, the
+Telegram emulator over HTTP."""
+
+from __future__ import annotations
+
+from nlu.server import RasaServer
+from sandbox.telegram.client import SandboxClient, SimMessage, SimUser
+from store.db import unit_of_work
+from store.models_guides import RenewalDialogue
+from tests.conftest import BotRunner
+
+
+async def one(user: SimUser, wait_s: float = 15) -> SimMessage:
+    [msg] = await user.wait_for(count=1, timeout=wait_s)
+    return msg
+
+
+async def test_the_renewal_date_question_lets_another_question_through(
+    sandbox: SandboxClient, bots: BotRunner, rasa: RasaServer, db_url: str
+) -> None:
+    runtime = await bots.start(db_url, rasa_url=rasa.url)
+    an = await sandbox.user(5601, first_name="An", language_code="vi")
+    await an.send("Đến tuổi nào thì phải đổi thẻ căn cước?")
+    rule = await one(an)
+    assert "14, 25, 40 và 60 tuổi" in rule.body and "Kiểm tra ngày" in rule.body  # the rule and its source
+    await an.press(rule, "📅 Tính ngày đổi thẻ của tôi")
+    assert "Bạn sinh" in (await one(an)).body  # the calculator asks the date of birth
+    await an.send("Đăng ký định danh mức 2 ở đâu?")  # a digit, but not a date
+    answer = await one(an)
+    assert "chưa đọc được" not in answer.body
+    assert "tạm gác câu hỏi lúc nãy" in answer.body and "công an xã/phường" in answer.body
+    async with unit_of_work(runtime.sessions) as s:
+        assert await s.get(RenewalDialogue, an.id) is None  # the date of birth question is closed
+
+
+async def test_menu_releases_the_renewal_date_question(
+    sandbox: SandboxClient, bots: BotRunner, rasa: RasaServer, db_url: str
+) -> None:
+    runtime = await bots.start(db_url, rasa_url=rasa.url)
+    binh = await sandbox.user(5602, first_name="Bình", language_code="vi")
+    await binh.send("khi nào phải đổi cccd")
+    await one(binh)
+    await binh.command("menu")
+    await one(binh)
+    async with unit_of_work(runtime.sessions) as s:
+        assert await s.get(RenewalDialogue, binh.id) is None
+    await binh.send("Mật khẩu VNeID phải có bao nhiêu ký tự?")
+    answer = await one(binh)
+    assert "8–20 ký tự" in answer.body and "Nguồn" in answer.body  # the rule with its source
+    assert answer.labels == ["📖 Xem hướng dẫn: Quên mật khẩu VNeID"]
+
+
+async def test_a_date_shaped_mistake_is_still_asked_again(
+    sandbox: SandboxClient, bots: BotRunner, rasa: RasaServer, db_url: str
+) -> None:
+    await bots.start(db_url, rasa_url=rasa.url)
+    chi = await sandbox.user(5603, first_name="Chi", language_code="vi")
+    await chi.send("khi nào phải đổi cccd")
+    await one(chi)
+    await chi.send("ngày 31/02/2001")  # one word and a date that does not exist: still an answer to the question
+    assert "Mình chưa đọc được ngày này" in (await one(chi)).body
+
+
+async def test_activation_of_a_registered_account_reaches_its_own_steps(
+    sandbox: SandboxClient, bots: BotRunner, rasa: RasaServer, db_url: str
+) -> None:
+    await bots.start(db_url, rasa_url=rasa.url)
+    dung = await sandbox.user(5604, first_name="Dũng", language_code="vi")
+    await dung.send("kích hoạt tài khoản vneid như thế nào")
+    step = await one(dung)
+    assert "Kích hoạt tài khoản VNeID — Bước 1/" in step.body
+
+
+async def test_the_message_that_names_its_case_is_not_asked_which_case(
+    sandbox: SandboxClient, bots: BotRunner, rasa: RasaServer, db_url: str
+) -> None:
+    await bots.start(db_url, rasa_url=rasa.url)
+    emily = await sandbox.user(5605, first_name="Emily", language_code="en")
+    for question, title in (
+        ("I forgot my password", "Forgotten VNeID password"),
+        ("I forgot my passcode", "Forgotten VNeID passcode"),
+        ("I changed my phone number", "New number / number not in your name"),
+        ("face scan keeps failing", "The face photo fails"),
+    ):
+        await emily.send(question)
+        step = await one(emily)
+        assert step.body.startswith(title) and "Step 1 of" in step.body, (question, step.body)
