@@ -22,8 +22,10 @@ from actions import renewal as renewal_module
 from actions.base import Capability
 from actions.broadcast_ui import ENGINE_SERVICE, BroadcastUI
 from actions.content import Content
+from actions.content_schema import guides_section
 from actions.dossier import DossierCapability, render_change
 from actions.eid import EidCapability
+from actions.faq import Faq
 from actions.feedback import FeedbackCapability
 from actions.handover import HandoverCapability, OfficeHours, load_holidays
 from actions.news import News
@@ -175,7 +177,13 @@ def build_application(
     )
     services: dict[str, Any] = {}
     wiring = Wiring(settings, content, sessions, services)
-    assistant = Assistant(nlu, (capabilities or build_capabilities)(wiring), unavailable=(NluUnavailable,))
+    guide_titles = {gid: g.title for gid, g in guides_section(content).guides.items()}
+    assistant = Assistant(
+        nlu,
+        (capabilities or build_capabilities)(wiring),
+        unavailable=(NluUnavailable,),
+        faq=Faq(content, guide_titles),
+    )
     runtime = Runtime(
         settings=settings,
         content=content,
