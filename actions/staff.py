@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from actions.base import Context
+from core.settings import Settings
 from store.models_staff import AuditEntry, StaffMember
 
 log = structlog.get_logger(__name__)
 
 
-async def role_of(ctx: Context, user_id: int | None = None) -> str | None:
-    uid = ctx.user.id if user_id is None else user_id
-    if uid in ctx.settings.admin_ids:
+async def role_in(session: AsyncSession, settings: Settings, user_id: int) -> str | None:
+    """The role of `user_id` now; the web console asks it on every request, outside any update."""
+    if user_id in settings.admin_ids:
         return "admin"
-    member = await ctx.session.get(StaffMember, uid)
+    member = await session.get(StaffMember, user_id)
     return member.role if member else None
+
+
+async def role_of(ctx: Context, user_id: int | None = None) -> str | None:
+    return await role_in(ctx.session, ctx.settings, ctx.user.id if user_id is None else user_id)
 
 
 async def is_staff(ctx: Context) -> bool:

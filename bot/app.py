@@ -37,13 +37,15 @@ from actions.router import Assistant
 from actions.stats import StatsCapability
 from bot.adapter import REPLY_SENT_SERVICE, TelegramAdapter
 from bot.aiohttp_request import AiohttpRequest
-from bot.health import HealthServer, instrument
+from bot.health import HealthServer, dependency_states, instrument, queue_depths
 from bot.processor import PerChatUpdateProcessor
 from bot.sender import TelegramSender
 from bot.spool import EVERY_S as SPOOL_EVERY_S
 from bot.spool import ReplySpool
 from broadcast.audience import load_areas
 from broadcast.engine import BroadcastEngine
+from console.capability import ConsoleCapability
+from console.server import ConsoleServer
 from core.flood import FloodGuard
 from core.settings import Settings
 from nlu.client import NluClient, NluUnavailable
@@ -94,6 +96,7 @@ class Runtime:
     broadcasts: BroadcastEngine | None = None
     background: list[asyncio.Task[None]] = field(default_factory=list)
     health: HealthServer | None = None
+    console: ConsoleServer | None = None
     spool: ReplySpool | None = None
 
     async def purge(self) -> None:
@@ -152,6 +155,7 @@ def build_capabilities(w: Wiring) -> list[Capability]:
         ProceduresCapability(content),
         News(areas),
         StatsCapability(),
+        ConsoleCapability(),
     ]
 
 
@@ -242,11 +246,20 @@ def build_application(
         if settings.health_port is not None:
             runtime.health = HealthServer(runtime, settings.health_listen, settings.health_port)
             await runtime.health.start()
+        if settings.console_port is not None:  # refuses to start without CONSOLE_SECRET
+
+            async def dependencies() -> dict[str, bool]:
+                return await dependency_states(runtime)
+
+            runtime.console = ConsoleServer(settings, sessions, dependencies=dependencies, queue_depths=queue_depths)
+            await runtime.console.start()
         log.info("bot.started", bot=app.bot.username)
 
     async def post_shutdown(_: Application) -> None:
         if runtime.health is not None:
             await runtime.health.stop()
+        if runtime.console is not None:
+            await runtime.console.stop()
         await _stop_background(runtime)
         if runtime.portal is not None:
             await runtime.portal.aclose()

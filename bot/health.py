@@ -11,6 +11,7 @@ import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import event, func, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
 from telegram.ext import Application
 
 from bot.aiohttp_request import AiohttpRequest
@@ -56,20 +57,7 @@ class HealthServer:
             self._runner = None
 
     async def checks(self) -> dict[str, bool]:
-        async def database() -> bool:
-            async with unit_of_work(self.runtime.sessions) as session:
-                await session.execute(text("SELECT 1"))
-            return True
-
-        results: dict[str, bool] = {}
-        for name, check in (("database", database), ("nlu", self.runtime.nlu.ready)):
-            try:
-                results[name] = bool(await asyncio.wait_for(check(), CHECK_TIMEOUT_S))
-            except Exception as exc:  # any failure means "not healthy", never a 500 from the probe itself
-                log.warning("health.check_failed", dependency=name, error=type(exc).__name__)
-                results[name] = False
-            metrics.UP.labels(name).set(1 if results[name] else 0)
-        return results
+        return await dependency_states(self.runtime)
 
     async def healthz(self, _: web.Request) -> web.Response:
         results = await self.checks()
@@ -84,19 +72,40 @@ class HealthServer:
 
     async def _queue_depths(self) -> None:
         async with unit_of_work(self.runtime.sessions) as s:
-            depths = {
-                "reminders_pending": select(func.count())
-                .select_from(Reminder)
-                .where(Reminder.state == REMINDER_PENDING),
-                "deliveries_pending": select(func.count())
-                .select_from(Delivery)
-                .where(Delivery.state == DELIVERY_PENDING),
-                "tickets_open": select(func.count()).select_from(Ticket).where(Ticket.status != CLOSED),
-                "review_queue": select(func.count()).select_from(NluReview),
-                "replies_pending": select(func.count()).select_from(PendingReply),
-            }
-            for name, query in depths.items():
-                metrics.QUEUE.labels(name).set(await s.scalar(query) or 0)
+            for name, depth in (await queue_depths(s)).items():
+                metrics.QUEUE.labels(name).set(depth)
+
+
+async def dependency_states(runtime: Runtime) -> dict[str, bool]:
+    """Whether the database and the NLU server answer now (each within CHECK_TIMEOUT_S); also sets the gauges.
+    /healthz and the staff console's dashboard both show it."""
+
+    async def database() -> bool:
+        async with unit_of_work(runtime.sessions) as session:
+            await session.execute(text("SELECT 1"))
+        return True
+
+    results: dict[str, bool] = {}
+    for name, check in (("database", database), ("nlu", runtime.nlu.ready)):
+        try:
+            results[name] = bool(await asyncio.wait_for(check(), CHECK_TIMEOUT_S))
+        except Exception as exc:  # any failure means "not healthy", never a 500 from the probe itself
+            log.warning("health.check_failed", dependency=name, error=type(exc).__name__)
+            results[name] = False
+        metrics.UP.labels(name).set(1 if results[name] else 0)
+    return results
+
+
+async def queue_depths(s: AsyncSession) -> dict[str, int]:
+    """Work waiting now, by queue: what /metrics exports and the staff console shows."""
+    depths = {
+        "reminders_pending": select(func.count()).select_from(Reminder).where(Reminder.state == REMINDER_PENDING),
+        "deliveries_pending": select(func.count()).select_from(Delivery).where(Delivery.state == DELIVERY_PENDING),
+        "tickets_open": select(func.count()).select_from(Ticket).where(Ticket.status != CLOSED),
+        "review_queue": select(func.count()).select_from(NluReview).where(NluReview.status == "open"),
+        "replies_pending": select(func.count()).select_from(PendingReply),
+    }
+    return {name: int(await s.scalar(query) or 0) for name, query in depths.items()}
 
 
 def instrument(runtime: Runtime, app: Application) -> None:

@@ -22,6 +22,14 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = None
     health_listen: str = "127.0.0.1"
     health_port: int | None = None  # /healthz and /metrics (bot/health.py); off when unset
+    # Staff web console (console/): off unless CONSOLE_PORT is set; refuses to start without CONSOLE_SECRET.
+    console_listen: str = "127.0.0.1"
+    console_port: int | None = None
+    console_url: str = "http://127.0.0.1:8090"  # the public base URL put in the bot's sign-in links
+    console_secret: SecretStr | None = None  # signs the session cookie and its CSRF token
+    console_link_minutes: float = 5.0  # a sign-in link works once, within this long
+    console_session_hours: float = 8.0
+    console_export_dir: Path = ROOT / "data" / "nlu"  # where labelled review messages are written as Rasa YAML
     admin_ids: list[int] = Field(default_factory=list)
     staff_chat_id: int | None = None
     answer_in_groups: bool = False

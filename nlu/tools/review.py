@@ -29,7 +29,8 @@ from urllib.parse import urlsplit
 from nlu.tools.common import DATA, ROOT, fold
 
 FALLBACK = "nlu_fallback"
-QUERY = "SELECT text, intent, confidence, ranking, reason, created_at FROM nlu_review"
+# Rows a maintainer already labelled or dismissed in the web console (console/review.py) are not drafted again.
+QUERY = "SELECT text, intent, confidence, ranking, reason, created_at FROM nlu_review WHERE status = 'open'"
 
 
 @dataclass
@@ -68,13 +69,13 @@ def fetch(url: str, since: dt.datetime | None) -> list[Row]:
         if not Path(path).is_file():
             raise SystemExit(f"nlu-review: no database at {path} (pass --database-url or set DATABASE_URL)")
         uri = f"file:{path}?mode=ro"
-        where = " WHERE created_at >= ?" if since else ""
+        where = " AND created_at >= ?" if since else ""
         params = (since.strftime("%Y-%m-%d %H:%M:%S"),) if since else ()
         with sqlite3.connect(uri, uri=True) as conn:
             rows = conn.execute(QUERY + where + " ORDER BY created_at", params).fetchall()
     elif scheme in ("postgresql", "postgres"):
         dsn = parts._replace(scheme="postgresql").geturl()
-        where = " WHERE created_at >= %s" if since else ""
+        where = " AND created_at >= %s" if since else ""
         params = (since,) if since else ()
         try:
             import psycopg  # type: ignore[import-not-found,unused-ignore]
@@ -121,7 +122,10 @@ def best_guess(row: Row) -> tuple[str, float]:
     return FALLBACK, row.confidence
 
 
-def render(rows: list[Row], skip: set[str]) -> str:
+def render(rows: list[Row], skip: set[str], heading: str | None = None, grouped_as: str = "predicted") -> str:
+    """The Rasa YAML: one block per intent (`best_guess`: the row's intent unless it is the fallback), each line
+    commented with its confidence, reason and time. The console passes rows whose intent a maintainer assigned,
+    with its own heading and `grouped_as="labelled"`."""
     groups: dict[str, list[Row]] = defaultdict(list)
     seen: set[str] = set()
     for row in rows:
@@ -131,16 +135,18 @@ def render(rows: list[Row], skip: set[str]) -> str:
             continue
         seen.add(key)
         groups[best_guess(row)[0]].append(replace(row, text=text))
+    count = sum(len(g) for g in groups.values())
     lines = [
         'version: "3.1"',
-        f"# Draft from the nlu_review queue: {sum(len(g) for g in groups.values())} distinct messages"
-        f" ({len(rows)} rows). Check every line and move it under the right intent before adding it to"
-        " data/nlu/.",
+        heading.format(count=count, rows=len(rows))
+        if heading
+        else f"# Draft from the nlu_review queue: {count} distinct messages ({len(rows)} rows). Check every line"
+        " and move it under the right intent before adding it to data/nlu/.",
         "nlu:",
     ]
     for intent in sorted(groups, key=lambda k: (-len(groups[k]), k)):
         members = groups[intent]
-        lines.append(f"# predicted {intent}: {len(members)}")
+        lines.append(f"# {grouped_as} {intent}: {len(members)}")
         for row in members:
             runner = next(((n, c) for n, c in row.ranking if n not in (intent, FALLBACK)), None)
             extra = f"; runner-up {runner[0]} {runner[1]:.2f}" if runner else ""

@@ -1,0 +1,398 @@
+"""The console's aiohttp server, beside the health server in the bot process, on the bot's database.
+
+Every page asks the database for the signed-in user's role on every request (a removed staff member is refused
+at once); every POST carries the session's CSRF token; sign-ins and decisions go to the audit log."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import jinja2
+import structlog
+import yaml
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from actions.staff import role_in
+from console import auth, charts, figures, review
+from core.settings import ROOT, Settings
+from store.db import unit_of_work
+from store.models_console import ConsoleLink
+from store.models_staff import AuditEntry
+
+log = structlog.get_logger(__name__)
+
+PERIODS = (7, 30, 90)
+NONCE = web.RequestKey("nonce", str)  # the response's CSP script nonce
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+Dependencies = Callable[[], Awaitable[dict[str, bool]]]
+QueueDepths = Callable[[AsyncSession], Awaitable[dict[str, int]]]
+
+
+class ConsoleConfigError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Staff:
+    user_id: int
+    role: str
+    csrf: str
+
+
+def domain_intents(path: Path = ROOT / "domain.yml") -> list[str]:
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    return sorted(str(i) for i in data.get("intents", []))
+
+
+class ConsoleServer:
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        dependencies: Dependencies,
+        queue_depths: QueueDepths,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ) -> None:
+        if settings.console_secret is None or len(settings.console_secret.get_secret_value()) < 32:
+            # Without a real key anyone could mint a session cookie: the console does not start.
+            raise ConsoleConfigError("CONSOLE_SECRET (at least 32 characters) is required to serve the console")
+        self.settings = settings
+        self.sessions = sessions
+        self.dependencies = dependencies
+        self.queue_depths = queue_depths
+        self.clock = clock
+        self.secret = settings.console_secret.get_secret_value().encode()
+        self.tz = ZoneInfo(settings.timezone)
+        self.secure = settings.console_url.startswith("https://")
+        self.intents = domain_intents()
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, undefined=jinja2.StrictUndefined
+        )
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None
+
+    # ---- lifecycle ---------------------------------------------------------------------------------------
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._headers], client_max_size=64 * 1024)
+        app.router.add_get("/signin", self.signin_page)
+        app.router.add_post("/signin", self.signin)
+        app.router.add_post("/signout", self.signout)
+        app.router.add_get("/", self.dashboard)
+        app.router.add_get("/csv/{series}", self.csv)
+        app.router.add_get("/review", self.review_page)
+        app.router.add_post("/review/export", self.review_export)
+        app.router.add_post("/review/{id:\\d+}", self.review_decide)
+        return app
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.app(), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.settings.console_listen, self.settings.console_port or 0)
+        await site.start()
+        server = getattr(site, "_server", None)
+        sockets = getattr(server, "sockets", None) or []
+        self.port = sockets[0].getsockname()[1] if sockets else self.settings.console_port
+        log.info("console.started", port=self.port)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    # ---- plumbing ----------------------------------------------------------------------------------------
+
+    @web.middleware
+    async def _headers(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        nonce = secrets.token_urlsafe(12)
+        request[NONCE] = nonce
+        response: web.StreamResponse
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            # Errors are shown as the console's own page; redirects pass through as they are.
+            if exc.status >= 400:
+                response = self.page(request, "error.html", status=exc.status, message=exc.reason, staff=None)
+            else:
+                response = web.Response(status=exc.status, headers=exc.headers)
+        h = response.headers
+        # Scripts only from this response (nonce), nothing from elsewhere, never framed; the sign-in URL carries
+        # a token, so no Referer leaves the page and nothing is cached.
+        h.setdefault(
+            "Content-Security-Policy",
+            f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'unsafe-inline'; img-src 'self' data:;"
+            " connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        )
+        h.setdefault("Referrer-Policy", "no-referrer")
+        h.setdefault("X-Content-Type-Options", "nosniff")
+        h.setdefault("Cache-Control", "no-store")
+        return response
+
+    def page(self, request: web.Request, name: str, status: int = 200, **values: Any) -> web.Response:
+        html = self.env.get_template(name).render(nonce=request[NONCE], path=request.path, **values)
+        return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
+
+    def refuse(self, request: web.Request, status: int, message: str, *, clear: bool = False) -> web.Response:
+        response = self.page(request, "error.html", status=status, message=message, staff=None)
+        if clear:
+            response.del_cookie(auth.COOKIE, path="/")
+        return response
+
+    async def staff(self, request: web.Request, *, admin: bool = False) -> Staff | web.Response:
+        """The signed-in staff member, or the page that refuses them. The role comes from the database now."""
+        session = auth.verify(self.secret, request.cookies.get(auth.COOKIE), self.clock())
+        if session is None:
+            if request.cookies.get(auth.COOKIE):
+                log.warning("console.refused", reason="bad_cookie", path=request.path)
+            return self.refuse(request, 401, "Bạn chưa đăng nhập. Gửi /console cho trợ lý để nhận liên kết đăng nhập.")
+        async with unit_of_work(self.sessions) as s:
+            role = await role_in(s, self.settings, session.user_id)
+        if role not in ("admin", "staff"):
+            log.warning("console.refused", reason="not_staff", user=session.user_id, path=request.path)
+            return self.refuse(request, 403, "Tài khoản này không còn quyền cán bộ.", clear=True)
+        if admin and role != "admin":
+            return self.refuse(request, 403, "Trang này chỉ dành cho quản trị viên.")
+        if request.method == "POST":
+            given = request.headers.get("X-CSRF-Token")
+            if given is None:
+                given = str((await request.post()).get("csrf") or "")
+            if not auth.csrf_ok(self.secret, session, given):
+                log.warning("console.refused", reason="csrf", user=session.user_id, path=request.path)
+                return self.refuse(request, 403, "Yêu cầu không hợp lệ (thiếu mã CSRF). Tải lại trang rồi thử lại.")
+        return Staff(session.user_id, role, session.csrf(self.secret))
+
+    async def audit(self, s: AsyncSession, staff_id: int, action: str, detail: str = "") -> None:
+        s.add(AuditEntry(actor_id=staff_id, action=action, detail=detail[:2000], at=self.clock()))
+        log.info("staff.action", actor=staff_id, action=action)
+
+    # ---- sign-in -----------------------------------------------------------------------------------------
+
+    async def signin_page(self, request: web.Request) -> web.Response:
+        """The link's landing page: it does not use the link. A button does (POST), so a link preview or a
+        prefetch that follows the URL cannot burn it."""
+        token = request.query.get("t", "")
+        async with unit_of_work(self.sessions) as s:
+            link = await s.get(ConsoleLink, auth._hash(token)) if token else None
+        if link is None or link.used_at is not None or link.expires_at <= self.clock():
+            return self.refuse(
+                request, 403, "Liên kết đăng nhập không còn hiệu lực. Gửi /console để nhận liên kết mới."
+            )
+        return self.page(request, "signin.html", token=token, staff=None)
+
+    async def signin(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        now = self.clock()
+        try:
+            async with unit_of_work(self.sessions) as s:
+                user_id = await auth.redeem(s, str(form.get("t") or ""), now)
+                role = await role_in(s, self.settings, user_id)
+                if role in ("admin", "staff"):
+                    await self.audit(s, user_id, "console.signin", f"role={role}")
+        except auth.LinkRefused as refused:
+            log.warning("console.refused", reason=f"link_{refused.reason}")
+            return self.refuse(
+                request, 403, "Liên kết đăng nhập không còn hiệu lực. Gửi /console để nhận liên kết mới."
+            )
+        if role not in ("admin", "staff"):
+            log.warning("console.refused", reason="not_staff", user=user_id)
+            return self.refuse(request, 403, "Tài khoản này không có quyền cán bộ.")
+        cookie, _ = auth.sign(self.secret, user_id, now, self.settings.console_session_hours)
+        response = web.Response(status=303, headers={"Location": "/"})
+        response.set_cookie(
+            auth.COOKIE,
+            cookie,
+            max_age=int(self.settings.console_session_hours * 3600),
+            path="/",
+            httponly=True,
+            secure=self.secure,
+            samesite="Strict",
+        )
+        return response
+
+    async def signout(self, request: web.Request) -> web.Response:
+        staff = await self.staff(request)
+        if isinstance(staff, web.Response):
+            return staff
+        response = self.page(request, "error.html", status=200, message="Bạn đã đăng xuất.", staff=None)
+        response.del_cookie(auth.COOKIE, path="/")
+        return response
+
+    # ---- dashboard ---------------------------------------------------------------------------------------
+
+    def _period(self, request: web.Request) -> figures.Period:
+        try:
+            days = int(request.query.get("days", "30"))
+        except ValueError:
+            days = 30
+        return figures.Period.ending(self.clock(), self.tz, days if days in PERIODS else 30)
+
+    async def dashboard(self, request: web.Request) -> web.Response:
+        staff = await self.staff(request)
+        if isinstance(staff, web.Response):
+            return staff
+        period = self._period(request)
+        async with unit_of_work(self.sessions) as s:
+            dash = await figures.compute(s, period)
+            depths = await self.queue_depths(s)
+        health = await self.dependencies()
+        chart_list = [
+            charts.bars("Tin nhắn mỗi ngày", [(d.day, float(d.messages)) for d in dash.days]),
+            charts.bars(
+                "Tỷ lệ hiểu được (không dự phòng, không chuyển cán bộ)",
+                [(d.day, d.understood_share) for d in dash.days],
+                percent=True,
+            ),
+            charts.bars("Yêu cầu gặp cán bộ mở mỗi ngày", [(d.day, float(d.tickets)) for d in dash.days]),
+            charts.bars("Nhắc hẹn đã gửi mỗi ngày", [(d.day, float(d.reminders)) for d in dash.days]),
+        ]
+        return self.page(
+            request,
+            "dashboard.html",
+            staff=staff,
+            dash=dash,
+            charts=chart_list,
+            health=health,
+            depths=depths,
+            periods=PERIODS,
+            days=len(dash.days),
+            minutes=_minutes,
+        )
+
+    async def csv(self, request: web.Request) -> web.Response:
+        staff = await self.staff(request)
+        if isinstance(staff, web.Response):
+            return staff
+        series = request.match_info["series"]
+        period = self._period(request)
+        async with unit_of_work(self.sessions) as s:
+            dash = await figures.compute(s, period)
+        out = io.StringIO()
+        w = csv.writer(out)
+        if series == "daily.csv":
+            w.writerow(
+                [
+                    "day",
+                    "messages",
+                    "fallbacks",
+                    "handover_asked",
+                    "understood",
+                    "understood_share",
+                    "tickets_opened",
+                    "reminders_sent",
+                ]
+            )
+            for d in dash.days:
+                share = "" if d.understood_share is None else f"{d.understood_share:.4f}"
+                w.writerow(
+                    [
+                        d.day.isoformat(),
+                        d.messages,
+                        d.fallbacks,
+                        d.handovers_asked,
+                        d.understood,
+                        share,
+                        d.tickets,
+                        d.reminders,
+                    ]
+                )
+        elif series == "intents.csv":
+            w.writerow(["intent", "messages"])
+            w.writerows(dash.top_intents)
+        elif series == "broadcasts.csv":
+            states = ("sent", "blocked", "unknown", "failed", "pending", "sending")
+            w.writerow(["id", "status", "created_at", "audience", "total", *states])
+            for b in dash.broadcasts:
+                w.writerow(
+                    [
+                        b.id,
+                        b.status,
+                        b.created_at.isoformat(),
+                        b.audience,
+                        b.total,
+                        *(b.states.get(k, 0) for k in states),
+                    ]
+                )
+        else:
+            raise web.HTTPNotFound()
+        name = f"{series[:-4]}_{period.first:%Y%m%d}_{period.last:%Y%m%d}.csv"
+        return web.Response(
+            text=out.getvalue(),
+            content_type="text/csv",
+            charset="utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
+
+    # ---- review queue ------------------------------------------------------------------------------------
+
+    async def review_page(self, request: web.Request) -> web.Response:
+        staff = await self.staff(request)
+        if isinstance(staff, web.Response):
+            return staff
+        async with unit_of_work(self.sessions) as s:
+            items = await review.open_items(s)
+            labelled = await review.labelled_items(s)
+        return self.page(
+            request,
+            "review.html",
+            staff=staff,
+            items=items,
+            labelled=labelled,
+            intents=self.intents,
+            exported=request.query.get("exported"),
+            exported_n=request.query.get("n"),
+            tz=self.tz,
+        )
+
+    async def review_decide(self, request: web.Request) -> web.Response:
+        staff = await self.staff(request)
+        if isinstance(staff, web.Response):
+            return staff
+        form = await request.post()
+        action = str(form.get("action") or "")
+        label = str(form.get("intent") or "").strip() if action == "label" else None
+        if action not in ("label", "dismiss") or (label is not None and label not in self.intents):
+            raise web.HTTPBadRequest(reason="unknown action or intent")
+        review_id = int(request.match_info["id"])
+        async with unit_of_work(self.sessions) as s:
+            row = await review.decide(s, review_id, staff.user_id, self.clock(), label)
+            if row is not None:
+                await self.audit(s, staff.user_id, f"console.review_{action}", f"id={review_id} intent={label or ''}")
+        if "application/json" in request.headers.get("Accept", ""):
+            return web.json_response({"ok": row is not None, "status": row.status if row else "gone"})
+        raise web.HTTPSeeOther("/review")
+
+    async def review_export(self, request: web.Request) -> web.Response:
+        staff = await self.staff(request)
+        if isinstance(staff, web.Response):
+            return staff
+        now = self.clock()
+        async with unit_of_work(self.sessions) as s:
+            result = await review.export(s, self.settings.console_export_dir, now)
+            if result is not None:
+                path, n = result
+                await self.audit(s, staff.user_id, "console.review_export", f"{path.name} rows={n}")
+        if result is None:
+            raise web.HTTPSeeOther("/review")
+        raise web.HTTPSeeOther(f"/review?exported={path.name}&n={n}")
+
+
+def _minutes(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    minutes = seconds / 60
+    return f"{minutes:.0f} phút" if minutes < 90 else f"{minutes / 60:.1f} giờ"
+
+
+__all__ = ["ConsoleConfigError", "ConsoleServer"]

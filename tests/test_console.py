@@ -1,0 +1,266 @@
+"""The staff console over HTTP, against the real bot: a link asked of the bot through the Telegram emulator signs
+a staff member in once; non-staff users, stale and replayed links, forged cookies, removed staff and POSTs without
+the CSRF token are refused; the dashboard's figures and CSVs are the database's; labels end up in a Rasa YAML."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import aiohttp
+import pytest
+import yaml
+from sqlalchemy import delete, select, update
+
+from console import auth
+from console.server import ConsoleConfigError, ConsoleServer
+from core.settings import Settings
+from sandbox.telegram.client import SandboxClient
+from store.db import unit_of_work
+from store.models import NluReview, User
+from store.models_console import ConsoleLink
+from store.models_handover import CLOSED, WAITING, MessageCount, Ticket, TicketMessage
+from store.models_news import Broadcast, Delivery
+from store.models_staff import AuditEntry, StaffMember
+from tests.conftest import BotRunner
+from tests.console_support import ADMIN_ID, SECRET, ask_link, make_staff, seed_review, start_console_bot
+
+TZ = ZoneInfo("Asia/Ho_Chi_Minh")
+
+
+def client() -> aiohttp.ClientSession:
+    # unsafe=True: the cookie jar otherwise refuses cookies for an IP address such as 127.0.0.1
+    return aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+
+
+async def sign_in(http: aiohttp.ClientSession, link: str) -> aiohttp.ClientResponse:
+    base, _, token = link.partition("/signin?t=")
+    async with http.get(link) as landing:
+        assert landing.status == 200 and "Đăng nhập" in await landing.text()
+    async with http.post(f"{base}/signin", data={"t": token}, allow_redirects=False) as r:
+        await r.read()
+        return r
+
+
+async def csrf_of(http: aiohttp.ClientSession, base: str) -> str:
+    async with http.get(f"{base}/review") as r:
+        html = await r.text()
+    marker = 'name="csrf" value="'
+    return html[html.index(marker) + len(marker) :].split('"', 1)[0]
+
+
+async def test_sign_in_by_link_once_and_refusals(
+    sandbox: SandboxClient, bots: BotRunner, db_url: str, tmp_path: Path
+) -> None:
+    runtime, base = await start_console_bot(bots, db_url, tmp_path / "nlu")
+    admin = await sandbox.user(ADMIN_ID, first_name="Quản trị")
+    citizen = await sandbox.user(7702, first_name="Dân")
+
+    # A citizen asking for a link gets the unknown-command answer, and no link exists for them.
+    link, body = await ask_link(citizen)
+    assert link is None and "/console" not in body
+    async with unit_of_work(runtime.sessions) as s:
+        assert (await s.scalars(select(ConsoleLink).where(ConsoleLink.user_id == citizen.id))).all() == []
+
+    link, body = await ask_link(admin)
+    assert link is not None and link.startswith(base + "/signin?t=") and "một lần" in body
+    token = link.partition("?t=")[2]
+    async with unit_of_work(runtime.sessions) as s:
+        [row] = (await s.scalars(select(ConsoleLink))).all()
+        assert row.token_hash != token and len(row.token_hash) == 64  # only the hash is stored
+        assert row.used_at is None and row.expires_at - row.created_at == dt.timedelta(minutes=5)
+
+    async with client() as http:
+        r = await sign_in(http, link)
+        assert r.status == 303 and r.headers["Location"] == "/"
+        cookie = r.headers["Set-Cookie"]
+        assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Max-Age=28800" in cookie
+        async with http.get(f"{base}/") as page:
+            assert page.status == 200 and "Số liệu" in await page.text()
+            assert "script-src 'nonce-" in page.headers["Content-Security-Policy"]
+    async with unit_of_work(runtime.sessions) as s:
+        [entry] = (await s.scalars(select(AuditEntry).where(AuditEntry.action == "console.signin"))).all()
+        assert entry.actor_id == ADMIN_ID
+
+    # The same link a second time (another browser): refused, and its landing page already says so.
+    async with client() as other:
+        async with other.get(link) as landing:
+            assert landing.status == 403 and "không còn hiệu lực" in await landing.text()
+        async with other.post(f"{base}/signin", data={"t": token}, allow_redirects=False) as replay:
+            assert replay.status == 403 and "Set-Cookie" not in replay.headers
+        async with other.get(f"{base}/") as page:
+            assert page.status == 401
+
+    # A stale link: issued, never used, past its expiry.
+    stale, _ = await ask_link(admin)
+    assert stale is not None
+    async with unit_of_work(runtime.sessions) as s:
+        await s.execute(
+            update(ConsoleLink)
+            .where(ConsoleLink.used_at.is_(None))
+            .values(expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1))
+        )
+    token = stale.partition("?t=")[2]
+    async with client() as late, late.post(f"{base}/signin", data={"t": token}, allow_redirects=False) as r:
+        assert r.status == 403 and "Set-Cookie" not in r.headers
+
+    # Forged cookies: a made-up one, one signed with another key, and a genuine one with its user id changed.
+    now = dt.datetime.now(dt.UTC)
+    genuine, _ = auth.sign(SECRET.encode(), ADMIN_ID, now, 1)
+    other_key, _ = auth.sign(b"another-key-another-key-another-key", ADMIN_ID, now, 1)
+    uid, rest = genuine.split(".", 1)
+    for forged in ("7701.9999999999.abc.def", other_key, f"7702.{rest}", genuine.replace(uid, "7702", 1)):
+        async with aiohttp.ClientSession(cookies={auth.COOKIE: forged}) as http, http.get(f"{base}/") as page:
+            assert page.status == 401, forged
+
+
+async def test_removed_staff_and_csrf_are_refused(
+    sandbox: SandboxClient, bots: BotRunner, db_url: str, tmp_path: Path
+) -> None:
+    runtime, base = await start_console_bot(bots, db_url, tmp_path / "nlu")
+    clerk = await sandbox.user(7703, first_name="Cán bộ")
+    await make_staff(runtime, clerk.id)
+    [review_id, *_] = await seed_review(runtime, dt.datetime.now(dt.UTC))
+    link, _ = await ask_link(clerk)
+    assert link is not None
+    async with client() as http:
+        assert (await sign_in(http, link)).status == 303
+        csrf = await csrf_of(http, base)
+        # A state change without the token (a form on another site would send one like this): refused, no change.
+        for headers, data in (({}, {"action": "dismiss"}), ({"X-CSRF-Token": "nope"}, {"action": "dismiss"})):
+            async with http.post(f"{base}/review/{review_id}", data=data, headers=headers) as r:
+                assert r.status == 403 and "CSRF" in await r.text()
+        async with unit_of_work(runtime.sessions) as s:
+            assert (await s.get(NluReview, review_id)).status == "open"  # type: ignore[union-attr]
+        async with http.post(
+            f"{base}/review/{review_id}",
+            data={"action": "dismiss", "csrf": csrf},
+            headers={"Accept": "application/json"},
+        ) as r:
+            assert r.status == 200 and (await r.json()) == {"ok": True, "status": "dismissed"}
+
+        # Removed from the staff: the very next request is refused, with the same cookie.
+        async with unit_of_work(runtime.sessions) as s:
+            await s.execute(delete(StaffMember).where(StaffMember.user_id == clerk.id))
+        async with http.get(f"{base}/") as page:
+            assert page.status == 403 and "không còn quyền" in await page.text()
+    async with unit_of_work(runtime.sessions) as s:
+        actions = [e.action for e in (await s.scalars(select(AuditEntry).order_by(AuditEntry.id))).all()]
+    assert actions == ["console.signin", "console.review_dismiss"]
+
+
+async def test_dashboard_figures_are_the_database_s(
+    sandbox: SandboxClient, bots: BotRunner, db_url: str, tmp_path: Path
+) -> None:
+    runtime, base = await start_console_bot(bots, db_url, tmp_path / "nlu")
+    admin = await sandbox.user(ADMIN_ID, first_name="Quản trị")
+    now = dt.datetime.now(dt.UTC)
+    today = now.astimezone(TZ).date()
+    async with unit_of_work(runtime.sessions) as s:
+        for uid in (7801, 7802, 7803):
+            s.add(User(id=uid, chat_id=uid, lang="vi"))
+        for day, intent, handled, fallbacks in [
+            (today, "eid_activate", 6, 0),
+            (today, "", 3, 3),
+            (today, "human_handover", 1, 0),
+            (today - dt.timedelta(days=2), "procedure_info", 4, 0),
+            (today - dt.timedelta(days=40), "eid_activate", 50, 0),  # outside 30 days
+        ]:
+            s.add(MessageCount(day=day, intent=intent, handled=handled, fallbacks=fallbacks))
+        await s.flush()
+        tickets = []
+        for uid, minutes_ago, answer_after in [(7801, 300, 4), (7802, 200, 20), (7803, 100, None)]:
+            opened = now - dt.timedelta(minutes=minutes_ago)
+            t = Ticket(
+                user_id=uid, open_user_id=uid if answer_after is None else None,
+                status=WAITING if answer_after is None else CLOSED, created_at=opened, posted_at=opened,
+            )  # fmt: skip
+            s.add(t)
+            await s.flush()
+            tickets.append(t.id)
+            if answer_after is not None:
+                for k, direction in enumerate(("post", "staff", "staff")):
+                    at = opened + dt.timedelta(minutes=answer_after + 5 * (k - 1)) if direction == "staff" else opened
+                    s.add(TicketMessage(ticket_id=t.id, direction=direction, chat_id=1, message_id=k, at=at))
+        b = Broadcast(created_by=ADMIN_ID, status="done", text="x", total=4, created_at=now - dt.timedelta(hours=1))
+        s.add(b)
+        await s.flush()
+        deliveries: list[tuple[int | None, str]] = [
+            (7801, "sent"),
+            (7802, "sent"),
+            (7803, "blocked"),
+            (None, "unknown"),
+        ]
+        for recipient, state in deliveries:
+            s.add(Delivery(broadcast_id=b.id, user_id=recipient, chat_id=recipient or 0, state=state))
+    link, _ = await ask_link(admin)
+    assert link is not None
+    async with client() as http:
+        assert (await sign_in(http, link)).status == 303
+        async with http.get(f"{base}/?days=30") as page:
+            html = await page.text()
+        async with http.get(f"{base}/csv/daily.csv?days=30") as r:
+            assert r.headers["Content-Disposition"].startswith('attachment; filename="daily_')
+            daily = (await r.text()).splitlines()
+        async with http.get(f"{base}/csv/intents.csv?days=30") as r:
+            intents = (await r.text()).splitlines()
+        async with http.get(f"{base}/csv/broadcasts.csv?days=30") as r:
+            casts = (await r.text()).splitlines()
+    assert len(daily) == 31 and daily[0].startswith("day,messages,fallbacks,handover_asked,understood")
+    # today: 10 messages, 3 not understood, 1 asking for a person: 6 understood
+    assert daily[-1] == f"{today.isoformat()},10,3,1,6,0.6000,3,0"
+    assert daily[-3] == f"{(today - dt.timedelta(days=2)).isoformat()},4,0,0,4,1.0000,0,0"
+    assert intents == ["intent,messages", "eid_activate,6", "procedure_info,4", "human_handover,1"]
+    assert casts[1].split(",")[0] == str(b.id) and casts[1].endswith(",4,2,1,1,0,0,0")
+    assert '<div class="kpi" id="kpi-messages"><b>14</b>' in html
+    assert '<div class="kpi" id="kpi-understood"><b>71%</b>' in html  # 10 of 14
+    assert '<div class="kpi" id="kpi-open"><b>1</b>' in html
+    # waits to the first staff answer: 4 and 20 minutes -> median 12, p90 (nearest rank) 20
+    assert "<b>12 phút</b>" in html and "p90 20 phút" in html
+    assert html.count('<rect class="bar"') == 4 * 30  # four charts, one bar per day
+
+
+async def test_labels_are_exported_as_rasa_yaml(
+    sandbox: SandboxClient, bots: BotRunner, db_url: str, tmp_path: Path
+) -> None:
+    runtime, base = await start_console_bot(bots, db_url, tmp_path / "nlu")
+    admin = await sandbox.user(ADMIN_ID, first_name="Quản trị")
+    ids = await seed_review(runtime, dt.datetime.now(dt.UTC))
+    link, _ = await ask_link(admin)
+    assert link is not None
+    async with client() as http:
+        assert (await sign_in(http, link)).status == 303
+        csrf = await csrf_of(http, base)
+        for review_id, intent in zip(ids, ("procedure_info", "eid_activate", "eid_otp_problem"), strict=False):
+            async with http.post(
+                f"{base}/review/{review_id}", data={"action": "label", "intent": intent, "csrf": csrf}
+            ) as r:
+                assert r.status == 200 and r.url.path == "/review"
+        async with http.post(
+            f"{base}/review/{ids[3]}", data={"action": "label", "intent": "no_such", "csrf": csrf}
+        ) as r:
+            assert r.status == 400
+        async with http.post(f"{base}/review/export", data={"csrf": csrf}) as r:
+            assert r.status == 200 and "Đã ghi 3 tin" in await r.text()
+    [written] = list((tmp_path / "nlu").glob("review_*.yml"))
+    draft = yaml.safe_load(written.read_text(encoding="utf-8"))
+    groups = {block["intent"]: block["examples"].splitlines() for block in draft["nlu"]}
+    assert groups == {
+        "procedure_info": ["- lam lai can cuoc bi mat o dau vay"],
+        "eid_activate": ["- tai app vneid cho may ba toi the nao"],
+        "eid_otp_problem": ["- so dien thoai [phone] khong nhan otp"],
+    }
+    assert draft["version"] == "3.1" and "# labelled eid_activate: 1" in written.read_text(encoding="utf-8")
+    async with unit_of_work(runtime.sessions) as s:
+        states = {r.id: (r.status, r.label) for r in (await s.scalars(select(NluReview))).all()}
+    assert [states[i] for i in ids] == [
+        ("exported", "procedure_info"), ("exported", "eid_activate"), ("exported", "eid_otp_problem"), ("open", None),
+    ]  # fmt: skip
+
+
+def test_the_console_does_not_start_without_a_secret() -> None:
+    for secret in (None, "short"):
+        settings = Settings.model_validate({"console_port": 8090, "console_secret": secret})
+        with pytest.raises(ConsoleConfigError, match="CONSOLE_SECRET"):
+            ConsoleServer(settings, None, dependencies=None, queue_depths=None)  # type: ignore[arg-type]
