@@ -16,12 +16,28 @@ class Blocked(SendError):
     """The citizen blocked the bot or the chat no longer exists: stop sending to them (mark inactive)."""
 
 
+class Refused(SendError):
+    """Telegram refused this message (400 Bad Request: bad markup, a photo it cannot fetch): sending it again
+    would be refused again. Drop this one message, not the chat."""
+
+
 class RetryLater(SendError):
-    """Throttled (429) or a transient failure (5xx, timeout): try again after `after_s` seconds."""
+    """Not delivered, safe to send again after `after_s` seconds: a 5xx, a connection that never opened."""
 
     def __init__(self, after_s: float, reason: str = "") -> None:
         super().__init__(reason or f"retry after {after_s}s")
         self.after_s = after_s
+
+
+class Throttled(RetryLater):
+    """Telegram's 429 Too Many Requests with its retry_after: the whole bot is over a limit, so every send (not
+    only this one) should wait `after_s` seconds. Not delivered."""
+
+
+class MaybeDelivered(RetryLater):
+    """The request left and no answer came back (a read timeout, a connection dropped mid-request): Telegram may
+    have shown the message. Work that must happen at most once (reminders, broadcasts) must not resend it; a reply
+    the citizen is waiting for may be sent again."""
 
 
 class Migrated(SendError):
@@ -34,7 +50,8 @@ class Migrated(SendError):
 
 class Sender(Protocol):
     async def send(self, chat_id: int, reply: Reply, *, paid: bool = False) -> int:
-        """Send one message; returns its message id. Raises Blocked, RetryLater, Migrated or SendError."""
+        """Send one message; returns its message id. Raises Blocked, Migrated, Refused, or RetryLater — the last
+        as Throttled (a 429) or MaybeDelivered (no answer to a request that left) where that is known."""
         ...
 
 

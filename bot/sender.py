@@ -6,12 +6,14 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
+import aiohttp
+import httpx
 from telegram import Bot, Message, ReplyParameters
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
 from telegram.ext import ExtBot
 
-from actions.outbox import Blocked, Migrated, RetryLater, SendError
+from actions.outbox import Blocked, MaybeDelivered, Migrated, Refused, RetryLater, SendError, Throttled
 from actions.types import Reply
 from bot.render import keyboard
 
@@ -86,10 +88,37 @@ def retry_seconds(exc: RetryAfter) -> float:
     return retry.total_seconds() if hasattr(retry, "total_seconds") else float(retry)
 
 
+# Failures after the request may have reached Telegram: it may have delivered the message, and a resend could
+# make a second copy. The request left (or may have) and no answer came, in either HTTP client's terms (PTB wraps
+# them in TimedOut / NetworkError and keeps them as the cause); a failure to connect is not in doubt.
+_IN_DOUBT = (
+    httpx.ReadTimeout,
+    httpx.WriteTimeout,
+    httpx.RemoteProtocolError,
+    httpx.ReadError,
+    aiohttp.SocketTimeoutError,
+    aiohttp.ServerDisconnectedError,
+    aiohttp.ClientPayloadError,
+    aiohttp.ClientOSError,
+)
+_NOT_SENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
+
+
+def in_doubt(exc: BaseException) -> bool:
+    """True when the failed request was (perhaps) received: its cause chain holds a timeout or a drop mid-request."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, _IN_DOUBT) and not isinstance(cur, _NOT_SENT):
+            return True
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
 def _mapped(exc: TelegramError) -> SendError:
     if isinstance(exc, RetryAfter):
-        seconds = retry_seconds(exc)
-        return RetryLater(seconds, "telegram 429")
+        return Throttled(retry_seconds(exc), "telegram 429")
     if isinstance(exc, ChatMigrated):
         return Migrated(exc.new_chat_id)
     if isinstance(exc, Forbidden):
@@ -97,7 +126,9 @@ def _mapped(exc: TelegramError) -> SendError:
     if isinstance(exc, BadRequest):
         if "chat not found" in exc.message.lower():
             return Blocked(exc.message)
-        return SendError(exc.message)
+        return Refused(exc.message)
     if isinstance(exc, TimedOut | NetworkError):  # TimedOut is a NetworkError too; both are transient
+        if in_doubt(exc):
+            return MaybeDelivered(TRANSIENT_RETRY_S, type(exc).__name__)
         return RetryLater(TRANSIENT_RETRY_S, type(exc).__name__)
     return SendError(getattr(exc, "message", str(exc)))

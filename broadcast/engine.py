@@ -25,14 +25,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
-import httpx
 import structlog
 from sqlalchemy import Table, and_, bindparam, delete, func, insert, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from actions.content import Content
-from actions.outbox import Blocked, Migrated, RetryLater, Sender, SendError
+from actions.outbox import Blocked, MaybeDelivered, Migrated, RetryLater, Sender, SendError, Throttled
 from actions.types import Reply
 from broadcast.audience import Audience
 from broadcast.message import citizen_reply
@@ -134,40 +132,6 @@ def report_text(content: Content, lang: str, b: Broadcast, p: Progress, rate: fl
         remaining=p.remaining,
         eta=f"{eta_s // 60}:{eta_s % 60:02d}",
     )
-
-
-# Failures after the request may have reached Telegram: it may have delivered the message, and a resend could
-# make a second copy. Connection failures before sending (connect errors, a full pool) are safe to retry.
-# The request left (or may have) and no answer came, in either HTTP client's terms; a failure to connect is not.
-_IN_DOUBT = (
-    httpx.ReadTimeout,
-    httpx.WriteTimeout,
-    httpx.RemoteProtocolError,
-    httpx.ReadError,
-    aiohttp.SocketTimeoutError,
-    aiohttp.ServerDisconnectedError,
-    aiohttp.ClientPayloadError,
-    aiohttp.ClientOSError,
-)
-_NOT_SENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
-
-
-def _maybe_delivered(exc: BaseException) -> bool:
-    """True when the failed send was (perhaps) received: the cause chain holds a timeout or drop mid-request."""
-    seen: set[int] = set()
-    cur: BaseException | None = exc
-    while cur is not None and id(cur) not in seen:
-        if isinstance(cur, _IN_DOUBT) and not isinstance(cur, _NOT_SENT):
-            return True
-        seen.add(id(cur))
-        cur = cur.__cause__ or cur.__context__
-    return False
-
-
-def _is_flood(exc: RetryLater) -> bool:
-    """A 429 (pause everything) rather than a transient failure of one request (retry that one later)."""
-    flag = getattr(exc, "flood", None)
-    return bool(flag) if flag is not None else "429" in str(exc)
 
 
 class BroadcastEngine:
@@ -558,23 +522,23 @@ class BroadcastEngine:
                 self.stats["blocked"] += 1
                 return Outcome(item.id, BLOCKED, chat_id, item.user_id, error="blocked")
             except RetryLater as exc:
-                if _is_flood(exc):
+                if isinstance(exc, Throttled):
                     self.stats["flood_429"] += 1
                     self.limiter.pause(exc.after_s)
                     log.warning("broadcast.flood_wait", retry_after=exc.after_s)
                     at = self.clock() + dt.timedelta(seconds=exc.after_s)
                     return Outcome(item.id, PENDING, chat_id, item.user_id, retry_at=at)
-                if _maybe_delivered(exc):
+                if isinstance(exc, MaybeDelivered):
                     return self._in_doubt(item, chat_id, exc)
                 return self._transient(item, chat_id, str(exc))
             except SendError as exc:
                 self.stats["failed"] += 1
                 return Outcome(item.id, FAILED, chat_id, item.user_id, error=str(exc)[:200])
-            except Exception as exc:  # an unmapped network error: transient, never lost (unless maybe delivered)
+            except Exception as exc:
+                # Not one of the port's errors: a bug or an unexpected library error. Whether Telegram got the
+                # message cannot be known, so it is counted unknown and never resent (as a crash mid-send).
                 log.warning("broadcast.send_error", error=type(exc).__name__, detail=str(exc)[:200])
-                if _maybe_delivered(exc):
-                    return self._in_doubt(item, chat_id, exc)
-                return self._transient(item, chat_id, type(exc).__name__)
+                return self._in_doubt(item, chat_id, exc)
             self.stats["sent"] += 1
             return Outcome(item.id, SENT, chat_id, item.user_id, message_id=message_id)
         self.stats["failed"] += 1
@@ -653,7 +617,7 @@ class BroadcastEngine:
                 await self.limiter.acquire(chat_id, interval=STAFF_INTERVAL_S)
                 return await call()
             except RetryLater as exc:
-                if _is_flood(exc):
+                if isinstance(exc, Throttled):
                     self.stats["flood_429"] += 1
                     self.limiter.pause(exc.after_s)  # the flood limit is the whole bot's
                 if attempt == STAFF_ATTEMPTS:

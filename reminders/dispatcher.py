@@ -35,7 +35,7 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from actions.content import Content
-from actions.outbox import Blocked, Migrated, RetryLater, Sender, SendError
+from actions.outbox import Blocked, MaybeDelivered, Migrated, RetryLater, Sender, SendError
 from reminders.messages import LATE_AFTER, Formatter
 from reminders.store import deadline_end
 from store.base import utcnow
@@ -337,7 +337,7 @@ class Dispatcher:
         log.info("reminder_user_blocked", reminder_id=row.id, cancelled=_rowcount(result))
 
     async def _retry(self, row: Reminder, now: dt.datetime, attempts: int, exc: RetryLater) -> None:
-        if getattr(exc, "maybe_delivered", False):
+        if isinstance(exc, MaybeDelivered):
             # A timeout after the request left: Telegram may have shown it. At most once: do not resend.
             self.stats["unknown"] += 1
             await self._transition(

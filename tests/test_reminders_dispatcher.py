@@ -12,17 +12,23 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from telegram.ext import ExtBot
 
 import store.models_reminders  # noqa: F401  (registers the tables on Base.metadata)
 from actions.content import Content
-from actions.outbox import Blocked, Migrated, RetryLater, SendError
+from actions.outbox import Blocked, Migrated, Refused, RetryLater, Throttled
 from actions.types import Reply
 from actions.when import VN_TZ
+from bot.aiohttp_request import AiohttpRequest
+from bot.sender import TelegramSender
 from reminders import Dispatcher, create_reminder, sync_dossier_deadlines
 from reminders.store import cancel
+from sandbox.telegram.client import SandboxClient, SandboxTimeout
+from sandbox.telegram.server import TelegramEmulator
 from store.all_models import Base
 from store.models import User
 from store.models_reminders import CANCELLED, CLAIMED, DROPPED, FAILED, PENDING, SENDING, SENT, UNKNOWN, Reminder
+from tests.conftest import BOT_TOKEN
 
 NOW = dt.datetime(2026, 11, 30, 2, 0, tzinfo=dt.UTC)  # Monday 09:00 in Hà Nội
 AN, BINH, CHI = 101, 102, 103
@@ -195,7 +201,7 @@ async def test_throttling_is_retried_after_the_wait_then_given_up(
     sessions: async_sessionmaker[AsyncSession], sender: FakeSender, make: Callable[..., Dispatcher]
 ) -> None:
     rid = await add(sessions, AN, local(2026, 11, 30, 9, 0))
-    sender.script[AN] = [RetryLater(30, "telegram 429")]
+    sender.script[AN] = [Throttled(30, "telegram 429")]  # what bot/sender.py raises for a 429
     d = make(backoff_s=5)
     assert await d.tick(NOW) == 1
     waiting = await row(sessions, rid)
@@ -220,6 +226,35 @@ async def test_throttling_is_retried_after_the_wait_then_given_up(
     assert sender.texts(CHI) == []
 
 
+async def test_a_send_whose_answer_was_lost_is_never_sent_twice(
+    sessions: async_sessionmaker[AsyncSession],
+    make: Callable[..., Dispatcher],
+    tg: tuple[TelegramEmulator, str],
+    sandbox: SandboxClient,
+) -> None:
+    """The real sender over real HTTP: Telegram takes the message but answers after the read timeout. In doubt, the
+    reminder is not sent again (at most once), and the citizen has exactly one copy."""
+    an = await sandbox.user(AN, first_name="An", language_code="vi")
+    bot: ExtBot[Any] = ExtBot(
+        BOT_TOKEN, base_url=f"{tg[1]}/bot", request=AiohttpRequest(2, connect_timeout=5, read_timeout=0.5)
+    )
+    await bot.initialize()
+    try:
+        rid = await add(sessions, AN, local(2026, 11, 30, 9, 0))
+        await sandbox.faults("sendMessage", delay=1.5)  # delivered, but the answer comes after the timeout
+        d = Dispatcher(sessions, TelegramSender(bot), Content.load(), VN_TZ, backoff_s=1)
+        assert await d.tick(NOW) == 1
+        lost = await row(sessions, rid)
+        assert (lost.state, lost.last_error) == (UNKNOWN, "timeout")
+        for later in (5, 60, 3600):
+            await d.tick(NOW + dt.timedelta(seconds=later))
+        assert len(await an.wait_for(count=1, timeout=10)) == 1
+        with pytest.raises(SandboxTimeout):
+            await an.wait_for(count=1, timeout=2)  # no second copy
+    finally:
+        await bot.shutdown()
+
+
 async def test_migrated_chat_is_followed(
     sessions: async_sessionmaker[AsyncSession], sender: FakeSender, make: Callable[..., Dispatcher]
 ) -> None:
@@ -235,7 +270,7 @@ async def test_refused_message_fails_without_retry(
     sessions: async_sessionmaker[AsyncSession], sender: FakeSender, make: Callable[..., Dispatcher]
 ) -> None:
     rid = await add(sessions, AN, local(2026, 11, 30, 9, 0))
-    sender.script[AN] = [SendError("Bad Request: can't parse entities")]
+    sender.script[AN] = [Refused("Bad Request: can't parse entities")]
     d = make()
     await d.tick(NOW)
     await d.tick(NOW + dt.timedelta(hours=1))

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from actions.outbox import Blocked, RetryLater, SendError
+from actions.outbox import Blocked, Refused, RetryLater, Throttled
 from actions.types import Button, Reply
 from bot import spool as spool_module
 from bot.spool import ReplySpool, decode, encode
@@ -85,7 +85,7 @@ async def test_a_failing_chat_backs_off_and_keeps_its_order(sessions: async_sess
 
 async def test_a_later_reply_never_overtakes_one_backing_off(sessions: async_sessionmaker[AsyncSession]) -> None:
     sender = FakeSender()
-    sender.script[AN] = [RetryLater(60.0, "telegram 429")]
+    sender.script[AN] = [Throttled(60.0, "telegram 429")]
     spool = ReplySpool(sessions, sender)
     await spool.keep(AN, [Reply("một")], now=T0)
     due = T0 + spool_module.FIRST_RETRY
@@ -101,7 +101,7 @@ async def test_blocked_forgets_the_chat_and_a_refused_reply_is_dropped_alone(
 ) -> None:
     sender = FakeSender()
     sender.script[AN] = [Blocked("Forbidden: bot was blocked by the user")]
-    sender.script[BINH] = [SendError("Bad Request: can't parse entities")]
+    sender.script[BINH] = [Refused("Bad Request: can't parse entities")]
     blocked: list[int] = []
 
     async def on_blocked(chat_id: int) -> None:

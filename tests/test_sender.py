@@ -10,11 +10,10 @@ import pytest
 from telegram.error import NetworkError, TimedOut
 from telegram.ext import ExtBot
 
-from actions.outbox import Blocked, RetryLater
+from actions.outbox import Blocked, MaybeDelivered, Refused, RetryLater, Throttled
 from actions.types import Reply
 from bot.aiohttp_request import AiohttpRequest
-from bot.sender import TelegramSender
-from broadcast.engine import _maybe_delivered
+from bot.sender import TelegramSender, in_doubt
 from sandbox.telegram.client import SandboxClient
 from sandbox.telegram.server import TelegramEmulator
 from tests.conftest import BOT_TOKEN
@@ -40,19 +39,27 @@ async def test_sends_and_maps_answers_and_transport_failures(
         with pytest.raises(Blocked):
             await sender.send(users[0].id, Reply("sau khi chặn"))
         await sandbox.faults("sendMessage", retry_after=3)
-        with pytest.raises(RetryLater) as throttled:
+        with pytest.raises(Throttled) as throttled:
             await sender.send(users[1].id, Reply("quá nhanh"))
         assert throttled.value.after_s == 3
 
+        await sandbox.faults("sendMessage", status=502)  # answered: not delivered, safe to send again
+        with pytest.raises(RetryLater) as bad_gateway:
+            await sender.send(users[4].id, Reply("502"))
+        assert type(bad_gateway.value) is RetryLater
+
+        with pytest.raises(Refused):  # Telegram will not take this one, however often it is sent
+            await sender.send(users[5].id, Reply("<b>không đóng thẻ"))
+
         await sandbox.faults("sendMessage", reset=True)  # the connection drops mid-request
-        with pytest.raises(RetryLater) as dropped:
+        with pytest.raises(MaybeDelivered) as dropped:
             await sender.send(users[2].id, Reply("rớt kết nối"))
-        assert isinstance(dropped.value.__cause__, NetworkError) and _maybe_delivered(dropped.value)
+        assert isinstance(dropped.value.__cause__, NetworkError)
 
         await sandbox.faults("sendMessage", delay=2.0)  # slower than the 1 s read timeout
-        with pytest.raises(RetryLater) as slow:
+        with pytest.raises(MaybeDelivered) as slow:
             await sender.send(users[3].id, Reply("chậm"))
-        assert isinstance(slow.value.__cause__, TimedOut) and _maybe_delivered(slow.value)
+        assert isinstance(slow.value.__cause__, TimedOut)
     finally:
         await bot.shutdown()
     assert request.closed
@@ -64,6 +71,6 @@ async def test_a_refused_connection_is_a_network_error_and_known_not_sent() -> N
     try:
         with pytest.raises(NetworkError) as refused:
             await request.do_request("http://127.0.0.1:9/botX/getMe", "POST")
-        assert not isinstance(refused.value, TimedOut) and not _maybe_delivered(refused.value)
+        assert not isinstance(refused.value, TimedOut) and not in_doubt(refused.value)
     finally:
         await request.shutdown()
