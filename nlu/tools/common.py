@@ -19,6 +19,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "data" / "nlu"
 HELDOUT = ROOT / "data" / "nlu_heldout" / "test.yml"
+# The field-style set: written from docs/intents.md by someone who had not seen data/nlu; never trained on.
+FIELD = ROOT / "data" / "nlu_field"
+FIELD_STYLES = ("vi_accented", "vi_plain", "en")
 CONFIG = ROOT / "config.yml"
 DOMAIN = ROOT / "domain.yml"
 COMPONENTS = ROOT / "nlu" / "components"
@@ -30,10 +33,16 @@ FALLBACK = "nlu_fallback"
 TARGETS = {
     "heldout_accuracy_min": 0.95,
     "unaccented_gap_max": 0.03,
-    "parse_p50_ms_max": 10.0,
-    "parse_p99_ms_max": 30.0,
-    "train_seconds_max": 180.0,
-    "server_rss_mb_max": 800.0,
+    "field_accuracy_min": 0.92,  # on data/nlu_field, a fallback counts as a miss
+    "field_style_accuracy_min": 0.90,  # each of accented Vietnamese, unaccented/teencode, English
+    "field_confident_wrong_max": 0.03,  # answered with a wrong intent at or above the answer threshold
+    "field_entity_dossier_code_min": 1.0,
+    "field_entity_procedure_min": 0.95,
+    "field_entity_eid_level_min": 0.95,
+    "parse_p50_ms_max": 25.0,
+    "parse_p99_ms_max": 50.0,
+    "train_seconds_max": 600.0,
+    "server_rss_mb_max": 1500.0,
 }
 
 
@@ -267,7 +276,9 @@ def score(examples: Iterable[Example], results: Iterable[dict[str, Any]]) -> dic
         "entity_precision": tp / (tp + fp) if tp + fp else 1.0,
         "entity_recall": tp / (tp + fn) if tp + fn else 1.0,
         "entity_f1_by_type": {e: round(f1(*c), 4) for e, c in per_entity.items()},
+        "confident_wrong": sum(p not in (g, FALLBACK) for g, p in zip(gold, pred, strict=True)) / max(len(gold), 1),
         "errors": errors,
+        "_pred": pred,
         "_gold": gold,
         "_raw": raw,
         "_confidence": conf,

@@ -7,6 +7,10 @@ Usage (repo root, Rasa env):  python -m nlu.tools.evaluate [--quick] [--model PA
   --latency     also start a loopback server on the model and measure parse p50/p99 and RSS
   --json PATH   where to write the summary (default var/nlu/evaluation.json)
   --confusion PATH  write the cross-validation confusion matrix image (e.g. docs/nlu-confusion.png)
+  --field-confusion PATH  write the field set's confusion matrix image (e.g. docs/nlu-field-confusion.png)
+  --baseline CONFIG  also train CONFIG (e.g. Rasa's stock DIET pipeline) on the same data and score it on the
+                field set in this run: the chosen pipeline must beat it by 5 points
+The field set (data/nlu_field/) is scored on every run: overall, per style, confident-wrong share, entities.
 Exit status: 0 when every measured figure meets its target, 1 otherwise, 2 when there is no model.
 """
 
@@ -29,6 +33,8 @@ from nlu.tools.common import (
     CONFIG,
     DATA,
     DOMAIN,
+    FIELD,
+    FIELD_STYLES,
     HELDOUT,
     ROOT,
     TARGETS,
@@ -73,6 +79,48 @@ def heldout(model: Path, path: Path = HELDOUT) -> dict[str, Any]:
     finally:
         parser.close()
     return score(examples, results)
+
+
+def field(model: Path) -> dict[str, Any]:
+    """Score a trained model on the field-style set (data/nlu_field/), overall and per style of writing.
+
+    accuracy counts a fallback as a miss; confident_wrong is the share of messages answered with a wrong intent
+    (not the fallback: what the bot would act on)."""
+    synonyms = training_synonyms()
+    parser = Parser(model)
+    examples: list[Example] = []
+    results: list[dict[str, Any]] = []
+    by_style: dict[str, dict[str, Any]] = {}
+    try:
+        for style in FIELD_STYLES:
+            ex = load_examples(FIELD / f"{style}.yml", synonyms)
+            res = [parser.parse(e.text) for e in ex]
+            by_style[style] = score(ex, res)
+            examples += ex
+            results += res
+    finally:
+        parser.close()
+    total = score(examples, results)
+    total["by_style"] = {
+        k: {"n": v["n"], "accuracy": round(v["accuracy"], 4), "confident_wrong": round(v["confident_wrong"], 4)}
+        for k, v in by_style.items()
+    }
+    return total
+
+
+def field_summary(fd: dict[str, Any], prefix: str = "nlu_field") -> dict[str, Any]:
+    out: dict[str, Any] = {
+        f"{prefix}_n": fd["n"],
+        f"{prefix}_accuracy": round(fd["accuracy"], 4),
+        f"{prefix}_raw_accuracy": round(fd["raw_accuracy"], 4),
+        f"{prefix}_confident_wrong": round(fd["confident_wrong"], 4),
+        f"{prefix}_fallback_rate": round(fd["fallback_rate"], 4),
+        f"{prefix}_macro_f1": round(fd["macro_f1"], 4),
+        f"{prefix}_entity_f1_by_type": fd["entity_f1_by_type"],
+    }
+    for style, figures in fd["by_style"].items():
+        out[f"{prefix}_accuracy_{style}"] = figures["accuracy"]
+    return out
 
 
 def cross_validate(config: Path, folds: int = 5, seed: int = 42) -> dict[str, Any]:
@@ -213,6 +261,24 @@ def check_targets(summary: dict[str, Any]) -> list[tuple[str, float, str, bool]]
         gap = summary["nlu_heldout_accuracy_accented"] - summary["nlu_heldout_accuracy_unaccented"]
         rows.append(("accented - unaccented accuracy", gap, f"<= {TARGETS['unaccented_gap_max']}",
                      gap <= TARGETS["unaccented_gap_max"]))  # fmt: skip
+    f_acc = summary.get("nlu_field_accuracy")
+    if f_acc is not None:
+        rows.append(("field intent accuracy", f_acc, f">= {TARGETS['field_accuracy_min']}",
+                     f_acc >= TARGETS["field_accuracy_min"]))  # fmt: skip
+        for style in FIELD_STYLES:
+            value = summary[f"nlu_field_accuracy_{style}"]
+            rows.append((f"field accuracy, {style}", value, f">= {TARGETS['field_style_accuracy_min']}",
+                         value >= TARGETS["field_style_accuracy_min"]))  # fmt: skip
+        wrong = summary["nlu_field_confident_wrong"]
+        rows.append(("field confident-wrong share", wrong, f"<= {TARGETS['field_confident_wrong_max']}",
+                     wrong <= TARGETS["field_confident_wrong_max"]))  # fmt: skip
+        for ent in ("dossier_code", "procedure", "eid_level"):
+            value = summary["nlu_field_entity_f1_by_type"][ent]
+            minimum = TARGETS[f"field_entity_{ent}_min"]
+            rows.append((f"field entity F1, {ent}", value, f">= {minimum}", value >= minimum))
+    base = summary.get("nlu_baseline_field_accuracy")
+    if base is not None and f_acc is not None:
+        rows.append(("field accuracy - baseline", f_acc - base, ">= 0.05", f_acc - base >= 0.05))
     for key, label, target in (
         ("nlu_parse_p50_ms", "parse p50 ms", "parse_p50_ms_max"),
         ("nlu_parse_p99_ms", "parse p99 ms", "parse_p99_ms_max"),
@@ -237,6 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--latency", action="store_true", help="measure parse latency/RSS through the HTTP API")
     ap.add_argument("--json", type=Path, default=ROOT / "var" / "nlu" / "evaluation.json")
     ap.add_argument("--confusion", type=Path, help="write the CV confusion matrix PNG here")
+    ap.add_argument("--field-confusion", type=Path, help="write the field set's confusion matrix PNG here")
+    ap.add_argument("--baseline", type=Path, help="a pipeline to train and score on the field set in this run")
     ap.add_argument("--ambiguity-floor", type=float, default=0.25, help="the bot's NLU_AMBIGUITY_FLOOR")
     ap.add_argument("--min-accuracy", type=float, default=TARGETS["heldout_accuracy_min"])
     args = ap.parse_args(argv)
@@ -265,6 +333,20 @@ def main(argv: list[str] | None = None) -> int:
         heldout_ambiguity_table=ambiguity_table(ho, args.ambiguity_floor),
         heldout_errors=ho["errors"],
     )
+    log("field set: scoring the same model")
+    fd = field(model)
+    summary.update(field_summary(fd), field_errors=fd["errors"])
+    if args.field_confusion:
+        confusion_png(fd["_gold"], fd["_pred"], args.field_confusion,
+                      f"field set ({fd['n']} messages): accuracy {fd['accuracy']:.3f}, fallback counted")  # fmt: skip
+        log(f"field confusion matrix: {args.field_confusion}")
+    if args.baseline:
+        log(f"baseline: training {args.baseline} on all of data/nlu")
+        with tempfile.TemporaryDirectory(prefix="nlu-base-") as tmp:
+            base_model, base_seconds = train_to(args.baseline, DATA, Path(tmp), "baseline")
+            base = field(base_model)
+        summary.update(field_summary(base, "nlu_baseline_field"), nlu_baseline_train_seconds=round(base_seconds, 1))
+        summary["nlu_baseline_config"] = str(args.baseline)
     if not args.quick:
         log(f"training time: {args.config} on all of data/nlu, from scratch")
         with tempfile.TemporaryDirectory(prefix="nlu-timed-") as tmp:
@@ -297,7 +379,16 @@ def main(argv: list[str] | None = None) -> int:
     rows = check_targets(summary)
     print(f"model: {model}")
     print_tables(summary)
-    for key in ("nlu_cv_macro_f1", "nlu_cv_entity_f1", "nlu_heldout_entity_f1", "nlu_heldout_fallback_rate"):
+    for key in (
+        "nlu_cv_macro_f1",
+        "nlu_cv_entity_f1",
+        "nlu_heldout_entity_f1",
+        "nlu_heldout_fallback_rate",
+        "nlu_field_raw_accuracy",
+        "nlu_field_fallback_rate",
+        "nlu_baseline_field_accuracy",
+        "nlu_baseline_field_confident_wrong",
+    ):
         if key in summary:
             print(f"{key:34s} {summary[key]:.4f}")
     ok = True
