@@ -65,6 +65,13 @@ class TelegramAdapter:
     flood: FloodGuard
     bot: Bot
     spool: ReplySpool | None = None  # where replies Telegram would not take are kept for the scheduler to resend
+    # Button presses have their own budget (FLOOD_BUTTONS_PER_MINUTE): a forged-callback flood costs a unit of work
+    # and a reply each, and a chat's presses used to be exempt from any limit.
+    button_flood: FloodGuard | None = None
+
+    def __post_init__(self) -> None:
+        if self.button_flood is None:
+            self.button_flood = FloodGuard(self.settings.flood_buttons_per_minute)
 
     def register(self, app: Application) -> None:
         # Order matters: commands before text, text before the catch-all for stickers, photos, etc.
@@ -103,6 +110,20 @@ class TelegramAdapter:
         except callbacks.BadCallback:
             log.warning("callback.rejected", update_id=update.update_id)
             parsed = ("c_stale", ())  # a forged or stale payload gets "this button is old" and the menu, nothing else
+        chat, tg_user = update.effective_chat, update.effective_user
+        guard = self.button_flood
+        if guard is not None and chat is not None and tg_user is not None and not self._unlimited(chat.id, tg_user.id):
+            verdict = guard.check(tg_user.id)
+            if verdict != "ok":  # refused before any work; the first refusal in a window says why
+                if verdict == "warn":  # later ones cost no Bot API call: the client's spinner times out by itself
+                    lang = "en" if _is_en(tg_user.language_code) else "vi"
+                    try:
+                        await query.answer(self.content.text("common.slow_down_buttons", lang))
+                    except TelegramError as exc:
+                        log.info("callback.answer_failed", error=str(exc))
+                log.info("flood.refused", user=tg_user.id, kind="callback")
+                metrics.REFUSED.inc()
+                return
         try:
             await query.answer()
         except TelegramError as exc:  # an old query can no longer be answered; the press is still handled
@@ -137,9 +158,11 @@ class TelegramAdapter:
             return
         if staff_group and callback is None and not (text or "").startswith("/"):
             work = self.assistant.on_staff_group  # staff talking in their group: replies to ticket posts
-        # Flood control is for typed messages (what costs NLU and portal calls); button presses are not counted, so
-        # a staff member composing announcements or a citizen walking a guide is never told to slow down.
-        verdict = self.flood.check(tg_user.id) if callback is None else "ok"
+        # Typed messages (what costs NLU and portal calls) are counted here; button presses have their own budget
+        # (on_callback). Staff are never limited: a staff member answering citizens in the staff group, or an admin
+        # composing an announcement, must not be told to slow down, let alone have an answer dropped.
+        limited = callback is None and not self._unlimited(chat.id, tg_user.id)
+        verdict = self.flood.check(tg_user.id) if limited else "ok"
         if verdict != "ok":
             if verdict == "warn":
                 lang = "en" if _is_en(tg_user.language_code) else "vi"
@@ -200,6 +223,10 @@ class TelegramAdapter:
         pressed = update.callback_query.message if update.callback_query else None
         await self._send(chat.id, replies, pressed if isinstance(pressed, Message) else None)
         await _after_commit(ctx.after_commit)
+
+    def _unlimited(self, chat_id: int, user_id: int) -> bool:
+        """Staff: anyone writing in the staff group (who may act there is the handover's check), and admins."""
+        return chat_id == self.settings.staff_chat_id or user_id in self.settings.admin_ids
 
     async def _send(self, chat_id: int, replies: list[Reply], pressed: Message | None) -> None:
         pieces = [piece for reply in replies for piece in _pieces(reply, pressed is not None)]

@@ -68,6 +68,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: str = "json"  # json | console
     flood_messages_per_minute: int = 20
+    flood_buttons_per_minute: int = 60  # button presses have their own budget (a forged-callback flood)
     review_retention_days: int = 90
     reminder_cap: int = 20  # upcoming reminders one citizen may have
     reminder_tick_s: float = 1.0

@@ -162,7 +162,7 @@ async def test_media_edits_and_junk_commands(sandbox: SandboxClient, bots: BotRu
 async def test_forged_and_stale_callback_data_get_the_menu(
     sandbox: SandboxClient, bots: BotRunner, db_url: str
 ) -> None:
-    await bots.start(db_url, flood_messages_per_minute=1000)
+    await bots.start(db_url, flood_messages_per_minute=1000, flood_buttons_per_minute=1000)
     user = await sandbox.user(7301, first_name="An", language_code="vi")
     await user.command("menu")
     menu = await answer(user)
