@@ -120,9 +120,18 @@ class Faq:
 
     def __init__(self, content: Content, guide_buttons: dict[str, str]) -> None:
         self.entries = load_entries(content)
+        # Every word the assistant says, in both languages: a message none of whose words is among them is nonsense
+        # ("asdkjh qwe zxc"), however sure the model is that it is out of scope.
+        keys = content.keys()
+        self.vocabulary = {w for key in keys for lang in ("vi", "en") for w in words(content, key, lang)}
         aspects = content.raw.get("faq", {}).get("aspects", {})
         self.aspects = {a: tuple(_phrase(str(p)) for p in words) for a, words in aspects.items()}
         self.guide_buttons = guide_buttons  # guide id -> its title key, for the "see the guide" button
+
+    def is_nonsense(self, text: str) -> bool:
+        """Letters, but not one word the assistant knows (two letters or more): keyboard mashing, "blah blah"."""
+        tokens = [t for t in normalise(text).split() if len(t) >= 2 and not t.isdigit()]
+        return bool(tokens) and not any(t in self.vocabulary for t in tokens)
 
     def match(self, inc: Incoming, ctx: Context) -> Hit | None:
         text = inc.text or ""
@@ -183,6 +192,11 @@ class Faq:
             )
             return Button(label, callbacks.encode(SHOW, pid, aspect))
         return None
+
+
+def words(content: Content, key: str, lang: str) -> list[str]:
+    text = re.sub(r"<[^>]+>|\{[a-z_]+\}", " ", content.text(key, lang))
+    return normalise(text).split()
 
 
 def source_line(ctx: Context, key: str) -> str | None:

@@ -229,11 +229,13 @@ class Assistant:
             rows = tuple((Button(ctx.t(f"common.intent_label_{i}"), callbacks.encode("c_pick", i)),) for i in close)
             return [Reply(ctx.t("common.did_you_mean"), (*rows, (self._menu_button(ctx),)))]
         threshold = ctx.settings.nlu_fallback_threshold
-        if nlu.intent is None or nlu.intent == FALLBACK_INTENT or nlu.confidence < threshold:
+        nonsense = nlu.intent in (None, FALLBACK_INTENT, "out_of_scope") and self._nonsense(inc)
+        if nlu.intent is None or nlu.intent == FALLBACK_INTENT or nlu.confidence < threshold or nonsense:
             await self._observe(inc, ctx, None)
             return await self._fallback(inc, ctx, nlu)
         ctx.user.fallbacks_in_row = 0
-        await self._observe(inc, ctx, nlu.intent)
+        # "Out of scope" is no answer: the understood share in /stats counts only messages that reached one.
+        await self._observe(inc, ctx, None if nlu.intent == "out_of_scope" else nlu.intent)
         return await self.dispatch(nlu.intent, inc, ctx)
 
     async def on_callback(self, inc: Incoming, ctx: Context) -> list[Reply]:
@@ -296,6 +298,9 @@ class Assistant:
             intent, "common.deny_alone"
         )
         return [Reply(ctx.t(key), ((self._menu_button(ctx),),))]
+
+    def _nonsense(self, inc: Incoming) -> bool:
+        return self.faq is not None and self.faq.is_nonsense(inc.text or "")
 
     def _lang_choice(self, ctx: Context) -> Reply:
         return Reply(

@@ -86,3 +86,20 @@ async def test_the_message_that_names_its_case_is_not_asked_which_case(
         await emily.send(question)
         step = await one(emily)
         assert step.body.startswith(title) and "Step 1 of" in step.body, (question, step.body)
+
+
+async def test_nonsense_is_not_understood_and_not_counted_as_understood(
+    sandbox: SandboxClient, bots: BotRunner, rasa: RasaServer, db_url: str
+) -> None:
+    await bots.start(db_url, rasa_url=rasa.url, admin_ids=[5699])
+    giang = await sandbox.user(5606, first_name="Giang", language_code="vi")
+    for gibberish in ("asdkjh qwe zxc", "blah blah ???"):
+        await giang.send(gibberish)
+        reply = await one(giang)
+        assert "chưa hiểu" in reply.body and "ngoài phạm vi" not in reply.body, reply.body
+    await giang.send("lệ phí làm hộ chiếu")
+    assert "Lệ phí" in (await one(giang)).body
+    admin = await sandbox.user(5699, first_name="Lan", language_code="vi")
+    await admin.command("stats")
+    stats = await one(admin)
+    assert "Tin nhắn: 3, trợ lý hiểu được 33%" in stats.body, stats.body

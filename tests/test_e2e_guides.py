@@ -140,10 +140,12 @@ async def test_a_level2_question_jumps_into_the_level2_guide(
     assert "Bước 2/6" in (await one(dung)).body
 
 
+# Registering without a level is asked with buttons; activating a registered account opens its own guide at once
+# (tests/test_e2e_first_answers.py), since "level 1" there would restart the registration.
 ACTIVATE = [
-    ("kích hoạt tài khoản định danh", "mức nào", ["Mức 1", "Mức 2"], "Làm tài khoản VNeID mức 2 — Bước 1/6"),
-    ("kich hoat vneid", "mức nào", ["Mức 1", "Mức 2"], "Làm tài khoản VNeID mức 2 — Bước 1/6"),
-    ("activate my VNeID account", "Which VNeID level", ["Level 1", "Level 2"], "VNeID level 2 account — Step 1 of 6"),
+    ("đăng ký tài khoản định danh", "mức nào", ["Mức 1", "Mức 2"], "Làm tài khoản VNeID mức 2 — Bước 1/6"),
+    ("dang ky vneid", "mức nào", ["Mức 1", "Mức 2"], "Làm tài khoản VNeID mức 2 — Bước 1/6"),
+    ("register my VNeID account", "Which VNeID level", ["Level 1", "Level 2"], "VNeID level 2 account — Step 1 of 6"),
 ]
 
 
