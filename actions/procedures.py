@@ -59,7 +59,8 @@ def fee_lines(ctx: Context, rules: list[FeeRule], day: dt.date) -> str | None:
         values = {"channel": ctx.t(f"procedures.fee_channel.{channel}"), "amount": _amount(ctx, rule.amount_vnd)}
         if rule.for_:
             lines.append(ctx.t("procedures.fee_line_for", what=ctx.t(f"procedures.fee_for.{rule.for_}"), **values))
-        else:
+        else:  # the channel opens the line: "Nộp trực tuyến: …"
+            values["channel"] = values["channel"][:1].upper() + values["channel"][1:]
             lines.append(ctx.t("procedures.fee_line", **values))
     cited: list[str] = []
     for rule in rules:

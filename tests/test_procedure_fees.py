@@ -71,13 +71,13 @@ async def test_expired_online_rate_is_quoted_until_its_last_day_only(db: AsyncEn
     content = _content(tmp_path)
     last_day = await ask_fee(db, content, "driving_licence", _vn(dt.date(2025, 12, 31), 23))
     assert "31/12/2025" in last_day
-    assert "• nộp trực tuyến: <b>115.000 đồng</b>" in last_day
-    assert "• nộp trực tiếp: <b>135.000 đồng</b>" in last_day
+    assert "• Nộp trực tuyến: <b>115.000 đồng</b>" in last_day
+    assert "• Nộp trực tiếp: <b>135.000 đồng</b>" in last_day
     # 00:30 on 1 January in Vietnam is still 31 December in UTC: the province's calendar decides.
     next_day = await ask_fee(db, content, "driving_licence", _vn(dt.date(2026, 1, 1), 0).replace(minute=30))
     assert "01/01/2026" in next_day
     assert "115.000" not in next_day
-    assert "• mỗi lần nộp: <b>135.000 đồng</b>" in next_day
+    assert "• Mỗi lần nộp: <b>135.000 đồng</b>" in next_day
 
 
 async def test_unconfirmed_amounts_ask_to_check_and_carry_no_checked_date(db: AsyncEngine, tmp_path: Path) -> None:
@@ -96,7 +96,7 @@ async def test_unconfirmed_amounts_ask_to_check_and_carry_no_checked_date(db: As
 async def test_confirmed_amounts_show_the_day_they_were_checked(db: AsyncEngine, tmp_path: Path) -> None:
     content = _content(tmp_path)
     text = await ask_fee(db, content, "permanent_residence", _vn(dt.date(2026, 12, 5), 9))
-    assert "• nộp trực tuyến: <b>10.000 đồng</b>" in text and "• nộp trực tiếp: <b>20.000 đồng</b>" in text
+    assert "• Nộp trực tuyến: <b>10.000 đồng</b>" in text and "• Nộp trực tiếp: <b>20.000 đồng</b>" in text
     assert "Mức thu theo Thông tư 75/2022/TT-BTC, Biểu mức thu, kiểm tra ngày 05/12/2026." in text
     assert "trẻ em (dưới 16 tuổi)" in text  # who is exempt is part of the answer
 
@@ -113,8 +113,8 @@ def _halved_until_end_of_2026(data: dict[str, Any]) -> None:
 @pytest.mark.parametrize(
     ("lang", "reduced", "full"),
     [
-        ("vi", "• nộp trực tuyến: <b>7.000 đồng</b>", "• nộp trực tuyến: <b>14.000 đồng</b>"),
-        ("en", "• applying online: <b>7,000 VND</b>", "• applying online: <b>14,000 VND</b>"),
+        ("vi", "• Nộp trực tuyến: <b>7.000 đồng</b>", "• Nộp trực tuyến: <b>14.000 đồng</b>"),
+        ("en", "• Applying online: <b>7,000 VND</b>", "• Applying online: <b>14,000 VND</b>"),
     ],
 )
 async def test_a_reduction_stops_the_day_after_it_ends(
