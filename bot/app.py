@@ -44,6 +44,7 @@ from bot.spool import EVERY_S as SPOOL_EVERY_S
 from bot.spool import ReplySpool
 from broadcast.audience import load_areas
 from broadcast.engine import BroadcastEngine
+from console.auth import purge_links as purge_console_links
 from console.capability import ConsoleCapability
 from console.server import ConsoleServer
 from core.flood import FloodGuard
@@ -112,6 +113,7 @@ class Runtime:
             await session.execute(delete(NluReview).where(NluReview.created_at < cutoff))
             await handover_module.purge(session, now)
             await renewal_module.purge_stale(session, now)
+            await purge_console_links(session, now)
             await purge_reminder_drafts(session, now - dt.timedelta(hours=self.settings.reminder_draft_hours))
 
 
@@ -251,7 +253,9 @@ def build_application(
             async def dependencies() -> dict[str, bool]:
                 return await dependency_states(runtime)
 
-            runtime.console = ConsoleServer(settings, sessions, dependencies=dependencies, queue_depths=queue_depths)
+            runtime.console = ConsoleServer(
+                settings, sessions, dependencies=dependencies, queue_depths=queue_depths, model_status=nlu.status
+            )
             await runtime.console.start()
         log.info("bot.started", bot=app.bot.username)
 

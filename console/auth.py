@@ -10,7 +10,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.models_console import ConsoleLink
@@ -31,6 +31,11 @@ async def new_link(session: AsyncSession, user_id: int, now: dt.datetime, minute
         )
     )
     return token
+
+
+async def purge_links(session: AsyncSession, now: dt.datetime) -> None:
+    """Links a day past their expiry are of no further use (the audit log keeps the sign-ins)."""
+    await session.execute(delete(ConsoleLink).where(ConsoleLink.expires_at < now - dt.timedelta(days=1)))
 
 
 class LinkRefused(Exception):

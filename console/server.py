@@ -5,6 +5,7 @@ at once); every POST carries the session's CSRF token; sign-ins and decisions go
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import datetime as dt
 import io
@@ -22,8 +23,9 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from actions.staff import role_in
-from console import auth, charts, figures, review
+from console import auth, charts, figures, models, review
 from core.settings import ROOT, Settings
+from nlu.tools.common import MODELS
 from store.db import unit_of_work
 from store.models_console import ConsoleLink
 from store.models_staff import AuditEntry
@@ -35,6 +37,7 @@ NONCE = web.RequestKey("nonce", str)  # the response's CSP script nonce
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 Dependencies = Callable[[], Awaitable[dict[str, bool]]]
 QueueDepths = Callable[[AsyncSession], Awaitable[dict[str, int]]]
+ModelStatus = Callable[[], Awaitable[dict[str, Any] | None]]
 
 
 class ConsoleConfigError(RuntimeError):
@@ -61,6 +64,8 @@ class ConsoleServer:
         *,
         dependencies: Dependencies,
         queue_depths: QueueDepths,
+        model_status: ModelStatus | None = None,
+        models_dir: Path = MODELS,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
         if settings.console_secret is None or len(settings.console_secret.get_secret_value()) < 32:
@@ -70,6 +75,8 @@ class ConsoleServer:
         self.sessions = sessions
         self.dependencies = dependencies
         self.queue_depths = queue_depths
+        self.model_status = model_status
+        self.models_dir = models_dir
         self.clock = clock
         self.secret = settings.console_secret.get_secret_value().encode()
         self.tz = ZoneInfo(settings.timezone)
@@ -93,6 +100,7 @@ class ConsoleServer:
         app.router.add_get("/review", self.review_page)
         app.router.add_post("/review/export", self.review_export)
         app.router.add_post("/review/{id:\\d+}", self.review_decide)
+        app.router.add_get("/models", self.models_page)
         return app
 
     async def start(self) -> None:
@@ -386,6 +394,21 @@ class ConsoleServer:
         if result is None:
             raise web.HTTPSeeOther("/review")
         raise web.HTTPSeeOther(f"/review?exported={path.name}&n={n}")
+
+    # ---- models (admins) ---------------------------------------------------------------------------------
+
+    async def models_page(self, request: web.Request) -> web.Response:
+        staff = await self.staff(request, admin=True)
+        if isinstance(staff, web.Response):
+            return staff
+        status = await self.model_status() if self.model_status is not None else None
+        running = str(status.get("model_file") or "") if status else None
+        found = await asyncio.to_thread(models.scan, self.models_dir, running)
+        async with unit_of_work(self.sessions) as s:
+            counts = await models.review_counts(s)
+        return self.page(
+            request, "models.html", staff=staff, found=found, answered=status is not None, counts=counts, tz=self.tz
+        )
 
 
 def _minutes(seconds: float | None) -> str:

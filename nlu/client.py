@@ -110,6 +110,15 @@ class NluClient:
         except (aiohttp.ClientError, TimeoutError, ValueError, AttributeError):
             return False
 
+    async def status(self) -> dict[str, Any] | None:
+        """The server's GET /status (which model it runs), or None when it does not answer."""
+        try:
+            status, body = await self._request("GET", "/status")
+            data = json.loads(body) if status == 200 else None
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()

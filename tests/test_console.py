@@ -16,6 +16,7 @@ from sqlalchemy import delete, select, update
 from console import auth
 from console.server import ConsoleConfigError, ConsoleServer
 from core.settings import Settings
+from nlu.tools.common import MODELS
 from sandbox.telegram.client import SandboxClient
 from store.db import unit_of_work
 from store.models import NluReview, User
@@ -257,6 +258,51 @@ async def test_labels_are_exported_as_rasa_yaml(
     assert [states[i] for i in ids] == [
         ("exported", "procedure_info"), ("exported", "eid_activate"), ("exported", "eid_otp_problem"), ("open", None),
     ]  # fmt: skip
+
+
+async def test_the_models_page_is_for_admins_only(
+    sandbox: SandboxClient, bots: BotRunner, db_url: str, tmp_path: Path
+) -> None:
+    runtime, base = await start_console_bot(bots, db_url, tmp_path / "nlu")
+    admin = await sandbox.user(ADMIN_ID, first_name="Quản trị")
+    clerk = await sandbox.user(7703, first_name="Cán bộ")
+    await make_staff(runtime, clerk.id)
+    await seed_review(runtime, dt.datetime.now(dt.UTC))
+    admin_link, _ = await ask_link(admin)
+    clerk_link, _ = await ask_link(clerk)
+    assert admin_link and clerk_link
+    async with client() as http:
+        assert (await sign_in(http, clerk_link)).status == 303
+        async with http.get(f"{base}/") as page:
+            assert 'href="/models"' not in await page.text()
+        async with http.get(f"{base}/models") as page:
+            assert page.status == 403 and "quản trị viên" in await page.text()
+    async with client() as http:
+        assert (await sign_in(http, admin_link)).status == 303
+        async with http.get(f"{base}/") as page:
+            assert 'href="/models"' in await page.text()
+        async with http.get(f"{base}/models") as page:
+            assert page.status == 200
+            html = await page.text()
+    assert "không trả lời" in html  # nothing listens where this test's bot looks for the NLU server
+    for model in MODELS.glob("nlu-*.tar.gz"):
+        assert model.name in html
+    assert '<td>open</td><td>fallback</td><td class="n">3</td>' in html
+    assert '<td>open</td><td>ambiguous</td><td class="n">1</td>' in html
+
+
+async def test_the_hourly_purge_drops_links_a_day_past_expiry(
+    sandbox: SandboxClient, bots: BotRunner, db_url: str, tmp_path: Path
+) -> None:
+    runtime, _ = await start_console_bot(bots, db_url, tmp_path / "nlu")
+    now = dt.datetime.now(dt.UTC)
+    async with unit_of_work(runtime.sessions) as s:
+        old = await auth.new_link(s, ADMIN_ID, now - dt.timedelta(days=2), 5)
+        recent = await auth.new_link(s, ADMIN_ID, now - dt.timedelta(hours=2), 5)
+    await runtime.purge()
+    async with unit_of_work(runtime.sessions) as s:
+        kept = set((await s.scalars(select(ConsoleLink.token_hash))).all())
+    assert kept == {auth._hash(recent)} and auth._hash(old) not in kept
 
 
 def test_the_console_does_not_start_without_a_secret() -> None:

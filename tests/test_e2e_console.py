@@ -153,6 +153,12 @@ async def test_dashboard_and_review_by_keyboard(
     assert actions == sorted(["console.signin", *["console.review_label"] * 3, "console.review_dismiss",
                               "console.review_export"])  # fmt: skip
 
+    # The admins' models page: the models on disk, the NLU server's state, the review queue's counts.
+    await page.get_by_role("link", name="Mô hình NLU").click()
+    await page.wait_for_url("**/models")
+    assert "dismissed" in await page.locator("#review-counts").inner_text()
+    await shoot(page, "models")
+
     # A POST from this signed-in browser without the CSRF token changes nothing.
     async with unit_of_work(runtime.sessions) as s:
         s.add(NluReview(text="mot tin moi", intent="nlu_fallback", confidence=0.2, ranking="[]", reason="fallback"))
