@@ -80,6 +80,26 @@ async def test_expired_online_rate_is_quoted_until_its_last_day_only(db: AsyncEn
     assert "• Mỗi lần nộp: <b>135.000 đồng</b>" in next_day
 
 
+@pytest.mark.parametrize(
+    ("lang", "online_2025", "standard"),
+    [
+        ("vi", "• Mức thông thường, nộp trực tuyến: <b>170.000 đồng</b>", "Mức thông thường, mỗi lần nộp: <b>200.000"),
+        ("en", "• Standard rate, applying online: <b>170,000 VND</b>", "Standard rate, per application: <b>200,000"),
+    ],
+)
+async def test_criminal_record_online_rate_ends_with_2025(
+    db: AsyncEngine, tmp_path: Path, lang: str, online_2025: str, standard: str
+) -> None:
+    """Circular 16/2025 charged 170,000 (80,000 reduced) online until 31/12/2025, then the full rate."""
+    content = _content(tmp_path)
+    before = await ask_fee(db, content, "criminal_record", _vn(dt.date(2025, 12, 31), 12), lang)
+    after = await ask_fee(db, content, "criminal_record", _vn(dt.date(2026, 1, 1), 12), lang)
+    assert online_2025 in before and ("80.000" in before or "80,000" in before)
+    assert "170" not in after.split("\n\n")[1]  # the amounts block; the prose below still names the old rate
+    assert standard in after
+    assert ("kiểm tra ngày 05/12/2026" if lang == "vi" else "checked on 05/12/2026") in after
+
+
 async def test_unconfirmed_amounts_ask_to_check_and_carry_no_checked_date(db: AsyncEngine, tmp_path: Path) -> None:
     content = _content(tmp_path)
     text = await ask_fee(db, content, "passport", _vn(dt.date(2026, 12, 5), 9))
