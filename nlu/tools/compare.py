@@ -1,5 +1,8 @@
-"""Compare candidate pipelines on the same data: CV macro F1, held-out accuracy, entity F1, training time,
-parse latency through the HTTP API and server RSS.
+"""Compare candidate pipelines on the same data: field-set accuracy (overall, per style, confident-wrong share),
+CV macro F1, held-out accuracy, entity F1, training time, parse latency through the HTTP API and server RSS.
+
+Each candidate's own FallbackClassifier decides what counts as a fallback, so give every candidate the thresholds
+it would run with (a fallback counts as a miss on the field set).
 
 Usage (repo root, Rasa env):  python -m nlu.tools.compare nlu/tools/pipelines/*.yml [--out var/nlu/compare.json]
 """
@@ -14,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from nlu.tools.common import DATA, HELDOUT, ROOT, load_examples, quiet_rasa
-from nlu.tools.evaluate import clean, cross_validate, heldout, log, threshold_table, train_to
+from nlu.tools.evaluate import clean, cross_validate, field, heldout, log, threshold_table, train_to
 from nlu.tools.server import measure_latency, running_server
 
 
@@ -28,6 +31,9 @@ def measure(config: Path, folds: int, skip_cv: bool) -> dict[str, Any]:
         ho = heldout(model)
         row["heldout"] = clean(ho)
         row["heldout_threshold_table"] = threshold_table(ho)
+        fd = field(model)
+        row["field"] = {k: v for k, v in clean(fd).items() if k != "errors"}
+        row["field_threshold_table"] = threshold_table(fd)
         texts = [e.text for e in load_examples(HELDOUT)]
         log(f"{config.name}: serving for latency")
         with running_server(model) as server:
@@ -52,16 +58,17 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
         args.out.write_text(json.dumps(rows, ensure_ascii=False, indent=1), encoding="utf-8")
     print(
-        "| pipeline | CV macro F1 | CV entity F1 | held-out acc | accented | unaccented | entity F1 (held-out) "
-        "| train s | p50 ms | p99 ms | RSS MB |"
+        "| pipeline | field acc | accented | plain | English | confident-wrong | CV macro F1 | held-out acc "
+        "| entity F1 (field) | train s | p50 ms | p99 ms | RSS MB |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        h, lat, cv = r["heldout"], r["latency"], r.get("cv", {})
+        h, lat, cv, f = r["heldout"], r["latency"], r.get("cv", {}), r["field"]
+        st = f["by_style"]
         print(
-            f"| {Path(r['config']).stem} | {cv.get('macro_f1', float('nan')):.3f} "
-            f"| {cv.get('entity_f1', float('nan')):.3f} | {h['raw_accuracy']:.3f} "
-            f"| {h['raw_accuracy_accented']:.3f} | {h['raw_accuracy_unaccented']:.3f} | {h['entity_f1']:.3f} "
+            f"| {Path(r['config']).stem} | {f['accuracy']:.3f} | {st['vi_accented']['accuracy']:.3f} "
+            f"| {st['vi_plain']['accuracy']:.3f} | {st['en']['accuracy']:.3f} | {f['confident_wrong']:.3f} "
+            f"| {cv.get('macro_f1', float('nan')):.3f} | {h['accuracy']:.3f} | {f['entity_f1']:.3f} "
             f"| {r['train_seconds']} | {lat['parse_p50_ms']} | {lat['parse_p99_ms']} | {lat['server_rss_mb']} |"
         )
     return 0
