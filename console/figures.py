@@ -156,18 +156,15 @@ async def compute(session: AsyncSession, period: Period) -> Dashboard:
         if _as_date(day) in days:
             days[_as_date(day)].tickets = int(n)
 
-    # Waiting time to the first staff answer relayed to the citizen (handover_messages, direction "staff").
+    # Waiting time to the first staff answer relayed to the citizen (handover_messages, direction "staff"): a
+    # correlated MIN per ticket of the period, found through the ticket_id index, not a scan of every message.
     first_answer = (
-        select(TicketMessage.ticket_id, func.min(TicketMessage.at).label("first_at"))
-        .where(TicketMessage.direction == "staff")
-        .group_by(TicketMessage.ticket_id)
-        .subquery()
+        select(func.min(TicketMessage.at))
+        .where(TicketMessage.ticket_id == Ticket.id, TicketMessage.direction == "staff")
+        .correlate(Ticket)
+        .scalar_subquery()
     )
-    waits = await session.execute(
-        select(Ticket.created_at, first_answer.c.first_at)
-        .outerjoin(first_answer, first_answer.c.ticket_id == Ticket.id)
-        .where(*in_period)
-    )
+    waits = await session.execute(select(Ticket.created_at, first_answer).where(*in_period))
     dash = Dashboard(period, list(days.values()), top_intents)
     for created, first in waits.all():
         if first is None:
