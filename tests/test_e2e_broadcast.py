@@ -407,6 +407,32 @@ async def test_admin_composes_previews_and_sends_to_two_wards(
     assert len(await announcements(sandbox, first.id)) == 1
 
 
+async def test_staff_go_back_from_units_to_the_whole_province(
+    sandbox: SandboxClient, bots: BotRunner, db_url: str
+) -> None:
+    runtime = await bots.start(db_url, admin_ids=[ADMIN], **STAFF_PACE)
+    await seed_subscribers(runtime, [7301], ("tu_son",))
+    await seed_subscribers(runtime, [7302], ("kinh_bac",))
+    admin = await sandbox.user(ADMIN, first_name="Cán bộ")
+    await admin.command("broadcast")
+    await expect(admin, "Soạn tin mới")
+    await admin.send("Lịch tiếp công dân tháng 12")
+    await admin.press(await expect(admin, "Bỏ qua ảnh"), "⏭ Bỏ qua ảnh")
+    audience = await choose_units(admin, await expect(admin, "Gửi tới ai?"), (("tu son", "Phường Từ Sơn"),))
+    assert "Khu vực: Phường Từ Sơn" in audience.body and "Số người nhận hiện tại: 1" in audience.body
+    await admin.press(audience, "📍 Chọn khu vực")
+    area = await expect(admin, "Khu vực nhận tin")
+    await admin.press(area, "🗺 Cả tỉnh")
+    area = await expect(admin, "Khu vực nhận tin: Tỉnh Bắc Ninh")
+    assert area.labels == ["🗺 Cả tỉnh", "✔️ Xong"]
+    await admin.press(area, "✔️ Xong")
+    audience = await expect(admin, "Gửi tới ai?")
+    assert "Khu vực: Tỉnh Bắc Ninh" in audience.body and "Số người nhận hiện tại: 2" in audience.body
+    async with unit_of_work(runtime.sessions) as s:
+        [draft] = (await s.scalars(select(Broadcast))).all()
+        assert draft.areas == ""
+
+
 async def seed_subscribers(runtime: Runtime, ids: list[int], areas: tuple[str, ...] = ()) -> None:
     """Subscribers written straight to the database (the buttons are tested above; here only delivery counts)."""
     async with unit_of_work(runtime.sessions) as s:
