@@ -24,6 +24,9 @@ RETURN = "g_ret"  # g_ret|<guide>|<step>: leave a finished branch, back to that 
 CONTINUE = "g_cont"  # g_cont: resume the saved step
 MENU = "g_menu"  # g_menu|<menu>: a choice screen from guides.yml `menus`
 CALLBACKS = (START, DONE, FAIL, BACK, RETURN, CONTINUE, MENU)
+# The router's own actions (actions/router.py): its main menu, and an intent started by a button.
+ROUTER_MENU, ROUTER_INTENT = "c_menu", "c_intent"
+callbacks.register(ROUTER_MENU, ROUTER_INTENT)
 callbacks.register(*CALLBACKS)
 
 Frame = tuple[str, int]  # (guide id, 1-based step)
@@ -203,6 +206,8 @@ class GuideEngine:
         first = [Button(ctx.t("guides.btn_done"), callbacks.encode(DONE, gid, step))]
         if guide.branch_for(step) is not None and len(stack) < MAX_DETOUR_DEPTH:
             first.append(Button(ctx.t("guides.btn_fail"), callbacks.encode(FAIL, gid, step)))
+        else:  # nowhere further in the guides (the hotline, the police): a person, rather than a forced "solved"
+            first.append(Button(ctx.t("common.btn_staff"), callbacks.encode(ROUTER_INTENT, "human_handover")))
         second = []
         if step > 1 or len(stack) > 1:
             second.append(Button(ctx.t("guides.btn_back"), callbacks.encode(BACK, gid, step)))
@@ -236,4 +241,5 @@ class GuideEngine:
         return Button(ctx.t(label or self.book.guides[gid].button), callbacks.encode(START, gid))
 
     def _menu_button(self, ctx: Context) -> Button:
-        return Button(ctx.t("guides.btn_menu"), callbacks.encode(MENU, "main"))
+        """[☰ Menu] is the assistant's main menu, as everywhere else, not the list of guides."""
+        return Button(ctx.t("guides.btn_menu"), callbacks.encode(ROUTER_MENU))

@@ -103,3 +103,28 @@ async def test_nonsense_is_not_understood_and_not_counted_as_understood(
     await admin.command("stats")
     stats = await one(admin)
     assert "Tin nhắn: 3, trợ lý hiểu được 33%" in stats.body, stats.body
+
+
+async def test_guides_offer_the_qr_way_a_person_and_the_main_menu(
+    sandbox: SandboxClient, bots: BotRunner, rasa: RasaServer, db_url: str
+) -> None:
+    await bots.start(db_url, rasa_url=rasa.url)
+    hoa = await sandbox.user(5607, first_name="Hoa", language_code="vi")
+    await hoa.send("quét chip nfc bị lỗi")
+    nfc = await one(hoa)
+    assert nfc.body.startswith("Không quét được thẻ (NFC/QR) — Bước 1/3"), nfc.body
+    await hoa.press(nfc, "❌ Không được")
+    qr = await one(hoa)
+    assert "Quét mã QR thay cho NFC — Bước 1/2" in qr.body and "mã QR" in qr.body  # not straight to the hotline
+    await hoa.press(qr, "☰ Menu")
+    menu = await one(hoa)
+    assert "🔎 Tra cứu hồ sơ" in menu.labels and "👤 Gặp cán bộ" in menu.labels  # the main menu, not the guides
+
+    await hoa.send("số tổng đài VNeID là gì")
+    answer = await one(hoa)
+    assert "1900 0368" in answer.body
+    await hoa.press(answer, "📖 Xem hướng dẫn: Tổng đài hỗ trợ và công an")
+    call = await one(hoa)
+    await hoa.press(call, "✅ Xong")
+    last = await one(hoa)
+    assert "Bước 2/2" in last.body and "👤 Gặp cán bộ" in last.labels  # the last resort still reaches a person
