@@ -100,6 +100,19 @@ async def test_criminal_record_online_rate_ends_with_2025(
     assert ("kiểm tra ngày 05/12/2026" if lang == "vi" else "checked on 05/12/2026") in after
 
 
+async def test_passport_fee_through_2025(db: AsyncEngine, tmp_path: Path) -> None:
+    """90% online in early 2025 (Circular 63/2023), half for everyone from July (Circular 64/2025), full in 2026."""
+    content = _content(tmp_path)
+    june = await ask_fee(db, content, "passport", _vn(dt.date(2025, 6, 30), 12))
+    assert "• Cấp mới, nộp trực tuyến: <b>180.000 đồng</b>" in june
+    assert "• Cấp mới, nộp trực tiếp: <b>200.000 đồng</b>" in june
+    december = await ask_fee(db, content, "passport", _vn(dt.date(2025, 12, 31), 12))
+    assert "• Cấp mới, mỗi lần nộp: <b>100.000 đồng</b>" in december and "180.000" not in december
+    assert "Mức thu theo Thông tư 64/2025/TT-BTC, Điều 1, kiểm tra ngày 05/12/2026." in december
+    january = await ask_fee(db, content, "passport", _vn(dt.date(2026, 1, 1), 12))
+    assert "• Cấp mới, mỗi lần nộp: <b>200.000 đồng</b>" in january and "100.000" not in january
+
+
 async def test_unconfirmed_amounts_ask_to_check_and_carry_no_checked_date(db: AsyncEngine, tmp_path: Path) -> None:
     content = _content(tmp_path)
     text = await ask_fee(db, content, "passport", _vn(dt.date(2026, 12, 5), 9))
