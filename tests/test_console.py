@@ -13,12 +13,13 @@ import pytest
 import yaml
 from sqlalchemy import delete, select, update
 
-from console import auth
+from console import auth, figures, review
 from console.server import ConsoleConfigError, ConsoleServer
 from core.settings import Settings
 from nlu.tools.common import MODELS
+from sandbox import history
 from sandbox.telegram.client import SandboxClient
-from store.db import unit_of_work
+from store.db import make_engine, make_sessionmaker, migrate, unit_of_work
 from store.models import NluReview, User
 from store.models_console import ConsoleLink
 from store.models_handover import CLOSED, WAITING, MessageCount, Ticket, TicketMessage
@@ -303,6 +304,37 @@ async def test_the_hourly_purge_drops_links_a_day_past_expiry(
     async with unit_of_work(runtime.sessions) as s:
         kept = set((await s.scalars(select(ConsoleLink.token_hash))).all())
     assert kept == {auth._hash(recent)} and auth._hash(old) not in kept
+
+
+async def test_without_a_console_port_staff_are_told_it_is_off(
+    sandbox: SandboxClient, bots: BotRunner, db_url: str
+) -> None:
+    runtime = await bots.start(db_url, admin_ids=[ADMIN_ID])
+    admin = await sandbox.user(ADMIN_ID, first_name="Quản trị")
+    link, body = await ask_link(admin)
+    assert link is None and "chưa được bật" in body
+    assert runtime.console is None
+    async with unit_of_work(runtime.sessions) as s:
+        assert (await s.scalars(select(ConsoleLink))).all() == []
+
+
+async def test_sandbox_history_gives_the_dashboard_something_to_show(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'sandbox.db'}"
+    await migrate(url)
+    now = dt.datetime(2026, 12, 4, 9, 0, tzinfo=dt.UTC)
+    made = await history.generate(url, days=30, now=now)
+    engine = make_engine(url)
+    try:
+        async with unit_of_work(make_sessionmaker(engine)) as s:
+            dash = await figures.compute(s, figures.Period.ending(now, TZ, 30))
+            queue = await review.open_items(s)
+    finally:
+        await engine.dispose()
+    assert dash.messages == made["messages"] > 0
+    assert sum(d.tickets for d in dash.days) == made["tickets"] == len(dash.waits_s) > 0
+    assert sum(d.reminders for d in dash.days) == made["reminders"] > 0
+    assert len(dash.broadcasts) == 2 and sum(sum(b.states.values()) for b in dash.broadcasts) == made["deliveries"]
+    assert len(queue) == made["review"] == 8 and all(item.top for item in queue)
 
 
 def test_the_console_does_not_start_without_a_secret() -> None:

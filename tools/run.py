@@ -10,6 +10,7 @@ import os
 import re
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -25,6 +26,7 @@ from prompt_toolkit.patch_stdout import patch_stdout
 from core.logs import setup_logging
 from core.settings import ROOT, load_settings
 from nlu.server import RasaServer, start_rasa
+from sandbox import history
 from sandbox.portal.server import PortalEmulator, load_seed
 from sandbox.telegram.client import SandboxClient, SandboxError, SandboxTimeout, SimGroup, SimMessage, SimUser
 from sandbox.telegram.server import TelegramEmulator
@@ -339,6 +341,9 @@ async def sandbox_services() -> tuple[TelegramEmulator, str, PortalEmulator, str
 
 
 def sandbox_bot_env(telegram_url: str, portal: PortalEmulator, rasa_url: str, rasa_token: str) -> dict[str, str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        console_port = s.getsockname()[1]
     return {
         **os.environ,
         "TELEGRAM_BOT_TOKEN": SANDBOX_TOKEN,
@@ -352,6 +357,10 @@ def sandbox_bot_env(telegram_url: str, portal: PortalEmulator, rasa_url: str, ra
         "RASA_TOKEN": rasa_token,
         "DATABASE_URL": os.environ.get("SANDBOX_DATABASE_URL", f"sqlite+aiosqlite:///{SANDBOX_DB}"),
         "LOG_FORMAT": "json",
+        # The staff console on a free local port, with a fresh key each run: Lan (/as 10) sends /console.
+        "CONSOLE_PORT": str(console_port),
+        "CONSOLE_URL": f"http://127.0.0.1:{console_port}",
+        "CONSOLE_SECRET": secrets.token_urlsafe(48),
     }
 
 
@@ -392,6 +401,11 @@ async def run_sandbox_async(rasa_url: str, rasa_token: str) -> None:
         say(f"starting the bot (log: {LOG_DIR / 'bot.log'})…")
         bot = start_bot(env, LOG_DIR / "bot.log")
         say(f"bot ready after {await wait_polling(telegram, bot):.1f} s")
+        days = int(os.environ.get("SANDBOX_HISTORY_DAYS", "30"))
+        if days > 0 and not os.environ.get("SANDBOX_DATABASE_URL"):
+            made = await history.generate(env["DATABASE_URL"], days)
+            say(f"{days} days of made-up history for the console and /stats ({made['messages']} messages)")
+        say(f"staff console on {env['CONSOLE_URL']}: /as 10, then /console for a sign-in link")
         await chat_loop(session)
     finally:
         say("stopping…")

@@ -1,0 +1,138 @@
+"""Plausible history for the local sandbox's database, so the staff console (and /stats) has something to show:
+a few weeks of message counts, handover tickets answered by staff, reminders sent, two broadcasts and a review
+queue. Everything is made up here; no row names a real person.
+
+Usage (repo root, after the bot has created the schema):
+  python -m sandbox.history [--days 30] [--database-url URL]   (default: the sandbox's var/sandbox.db)
+`make run` does it by itself for SANDBOX_HISTORY_DAYS days (30; 0 for none) once the bot is up."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import random
+import sys
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.settings import ROOT
+from store.db import make_engine, make_sessionmaker, unit_of_work
+from store.models import NluReview, User
+from store.models_handover import CLOSED, MessageCount, Ticket, TicketMessage
+from store.models_news import DONE, Broadcast, Delivery
+from store.models_reminders import SENT, SOURCE_CITIZEN, Reminder
+
+TZ = ZoneInfo("Asia/Ho_Chi_Minh")
+FIRST_USER = 2_000_001  # far from the sandbox's simulated citizens (1001-1010)
+USERS = 40
+# intent -> typical messages on a weekday
+INTENTS = {
+    "eid_activate": 24, "procedure_info": 20, "eid_otp_problem": 12, "check_status": 14, "eid_info": 9,
+    "eid_forgot_password": 8, "human_handover": 3, "greet": 10, "thank": 6,
+}  # fmt: skip
+REVIEW = [  # what citizens type that the model is unsure of: already in the redacted form the router stores
+    ("lam lai the can cuoc bi mat o dau", "procedure_info", 0.31, "fallback"),
+    ("app bao loi khi quet chip", "eid_activate", 0.42, "ambiguous"),
+    ("doi so dien thoai tren vneid the nao", "eid_info", 0.33, "fallback"),
+    ("sdt [phone] ko nhan dc ma", "eid_otp_problem", 0.29, "fallback"),
+    ("ho so cua toi sao lau the", "check_status", 0.4, "ambiguous"),
+    ("cho hoi lich tiep dan thu 7", "procedure_info", 0.22, "fallback"),
+    ("tai khoan bi khoa tam thoi", "eid_forgot_password", 0.37, "ambiguous"),
+    ("xin chao ad", "greet", 0.34, "fallback"),
+]
+
+
+async def _add_counts(s: AsyncSession, day: dt.date, intent: str, handled: int, fallbacks: int) -> None:
+    row = await s.get(MessageCount, (day, intent))
+    if row is None:
+        s.add(MessageCount(day=day, intent=intent, handled=handled, fallbacks=fallbacks))
+    else:
+        row.handled += handled
+        row.fallbacks += fallbacks
+
+
+async def generate(db_url: str, days: int = 30, now: dt.datetime | None = None, seed: int = 6) -> dict[str, int]:
+    """Write `days` days of history ending today; returns how many rows of each kind were added."""
+    rnd = random.Random(seed)  # noqa: S311 - made-up history, not a secret: the same seed gives the same rows
+    now = now or dt.datetime.now(dt.UTC)
+    today = now.astimezone(TZ).date()
+    made = {"messages": 0, "tickets": 0, "reminders": 0, "deliveries": 0, "review": 0}
+    engine = make_engine(db_url)
+    try:
+        async with unit_of_work(make_sessionmaker(engine)) as s:
+            users = list(range(FIRST_USER, FIRST_USER + USERS))
+            for uid in users:
+                if await s.get(User, uid) is None:
+                    s.add(User(id=uid, chat_id=uid, lang="vi", created_at=now - dt.timedelta(days=days)))
+            await s.flush()
+            for back in range(days):
+                day = today - dt.timedelta(days=back)
+                busy = 1.0 if day.weekday() < 5 else 0.4
+                for intent, typical in INTENTS.items():
+                    n = max(0, round(rnd.gauss(typical * busy, typical * 0.25)))
+                    if n:
+                        await _add_counts(s, day, intent, n, 0)
+                        made["messages"] += n
+                lost = max(0, round(rnd.gauss(9 * busy, 3)))
+                await _add_counts(s, day, "", lost, lost)
+                made["messages"] += lost
+                for _ in range(rnd.choice((0, 1, 1, 2)) if busy == 1.0 else 0):
+                    opened = dt.datetime.combine(day, dt.time(rnd.randint(8, 16), rnd.randint(0, 59)), TZ)
+                    if opened > now:
+                        continue
+                    answered = opened + dt.timedelta(minutes=rnd.choice((2, 4, 6, 9, 15, 25, 45)))
+                    t = Ticket(user_id=rnd.choice(users), status=CLOSED, origin="menu", created_at=opened,
+                               posted_at=opened, taken_at=answered, closed_at=answered + dt.timedelta(minutes=20),
+                               close_reason="staff", rating=rnd.choice((None, 4, 5, 5, 3)))  # fmt: skip
+                    s.add(t)
+                    await s.flush()
+                    s.add(TicketMessage(ticket_id=t.id, direction="post", chat_id=-1, message_id=t.id, at=opened))
+                    s.add(TicketMessage(ticket_id=t.id, direction="staff", chat_id=-1, message_id=-t.id, at=answered))
+                    made["tickets"] += 1
+                for k in range(rnd.randint(0, 6)):
+                    at = dt.datetime.combine(day, dt.time(7 + k * 2, 0), TZ).astimezone(dt.UTC)
+                    if at > now:
+                        continue
+                    s.add(Reminder(user_id=rnd.choice(users), source=SOURCE_CITIZEN, kind="custom",
+                                   task="nộp hồ sơ", remind_at=at, due_at=at, sent_at=at, state=SENT,
+                                   group_key=f"history:{day}:{k}", created_at=at, updated_at=at))  # fmt: skip
+                    made["reminders"] += 1
+            for back, topic in ((min(days - 1, 12), "eid"), (min(days - 1, 3), "")):
+                at = now - dt.timedelta(days=back, hours=2)
+                b = Broadcast(created_by=0, status=DONE, text="Lịch cấp căn cước lưu động", topics=topic,
+                              total=USERS, created_at=at, started_at=at, finished_at=at)  # fmt: skip
+                s.add(b)
+                await s.flush()
+                for i, uid in enumerate(users):
+                    state = "blocked" if i % 13 == 5 else ("unknown" if i == 7 else "sent")
+                    s.add(Delivery(broadcast_id=b.id, user_id=uid, chat_id=uid, state=state, attempts=1))
+                    made["deliveries"] += 1
+            for i, (text, intent, conf, reason) in enumerate(REVIEW):
+                runner = rnd.choice([x for x in INTENTS if x != intent])
+                ranking = [["nlu_fallback", conf]] if reason == "fallback" else []
+                ranking += [[intent, conf], [runner, round(conf - 0.05, 2)]]
+                s.add(NluReview(user_id=rnd.choice(users), text=text,
+                                intent="nlu_fallback" if reason == "fallback" else intent, confidence=conf,
+                                ranking=json.dumps(ranking), reason=reason,
+                                created_at=now - dt.timedelta(hours=3 * i + 1)))  # fmt: skip
+                made["review"] += 1
+    finally:
+        await engine.dispose()
+    return made
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--days", type=int, default=30)
+    ap.add_argument("--database-url", default=f"sqlite+aiosqlite:///{ROOT / 'var' / 'sandbox.db'}")
+    args = ap.parse_args(argv)
+    made = asyncio.run(generate(args.database_url, args.days))
+    print("sandbox history: " + ", ".join(f"{n} {k}" for k, n in made.items()), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
