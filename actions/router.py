@@ -25,6 +25,7 @@ callbacks.register("c_menu", "c_lang", "c_intent", "c_pick")
 
 SMALL_TALK = ("greet", "goodbye", "thank", "affirm", "deny", "help", "out_of_scope", "change_language")
 PROBE_USER = "probe_user_id"  # the bound parameter of the text-wait probe
+NEW_USER_S = 0.001  # the adapter writes a new citizen's created_at as the update's own time (ctx.now)
 FALLBACK_INTENT = "nlu_fallback"  # what Rasa's FallbackClassifier predicts below its threshold
 
 # Main-menu entries, in order: (intent that the button triggers, label key). An entry is shown only when a
@@ -109,6 +110,9 @@ class Assistant:
                     handler = getattr(cap, "on_deep_link", None)
                     if handler is not None:
                         replies: list[Reply] = await handler(args, inc, ctx)
+                        if replies and _is_new(ctx):  # arriving by a link is still a first visit: who we are
+                            hello = ctx.t("common.welcome", name=inc.display_name)
+                            return [Reply(f"{hello}\n\n{ctx.t('common.privacy_short')}"), *replies]
                         if replies:
                             return replies
             return [
@@ -263,6 +267,8 @@ class Assistant:
             if wants is not None and await _maybe_await(wants(inc, ctx)):
                 replies: list[Reply] = await cap.on_media(inc, ctx)  # type: ignore[attr-defined]
                 return replies
+        if inc.kind == "photo":  # often a photo of an ID card or papers: say not to send those in a chat
+            return [await self.menu(ctx, "conversation.photo_warning")]
         return [await self.menu(ctx, "common.not_text")]
 
     async def on_staff_group(self, inc: Incoming, ctx: Context) -> list[Reply]:
@@ -356,6 +362,14 @@ class Assistant:
                 created_at=ctx.now,
             )
         )
+
+
+def _is_new(ctx: Context) -> bool:
+    """The citizen's row was created by this update: its created_at is this update's time, not an earlier one's."""
+    created = ctx.user.created_at
+    if created.tzinfo is None:
+        created = created.replace(tzinfo=ctx.now.tzinfo)
+    return abs((ctx.now - created).total_seconds()) < NEW_USER_S
 
 
 def _fields(inc: Incoming) -> dict[str, Any]:

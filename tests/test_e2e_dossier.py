@@ -289,9 +289,11 @@ async def test_a_deep_link_opens_the_dossier_and_a_broken_one_is_explained(
     payload = encode_start_payload(RECEIVED)
     assert payload == "dossier_000_00_12_H22-240103-0002"
     await long.command("start", payload)
-    card = plain(await one(long))
+    [hello, card_msg] = await long.wait_for(count=2, timeout=15)  # a first visit: who we are, what we keep
+    assert "Xin chào Long" in plain(hello) and "/privacy" in plain(hello)
+    card = plain(card_msg)
     assert RECEIVED in card and vi("status_2") in card
-    await long.command("start", "dossier_000_00_12_H22-2401")
+    await long.command("start", "dossier_000_00_12_H22-2401")  # no longer new: the answer alone
     assert "Giấy tiếp nhận hồ sơ và hẹn trả kết quả" in plain(await one(long))
 
 
