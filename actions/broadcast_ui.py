@@ -17,7 +17,7 @@ from broadcast.audience import Areas, Audience, load_areas, news_topics
 from broadcast.engine import progress_of, report_text
 from broadcast.html import HtmlError, check_html
 from broadcast.message import citizen_reply
-from store.models_news import CANCELLED, DRAFT, QUEUED, RUNNING, SCHEDULED, Broadcast
+from store.models_news import APPROVAL, CANCELLED, DRAFT, QUEUED, RUNNING, SCHEDULED, Broadcast
 from store.models_staff import ROLES, StaffMember
 
 log = structlog.get_logger(__name__)
@@ -32,7 +32,9 @@ PREVIEW = "b_prev"  # b_prev|<id>
 SEND = "b_send"  # b_send|<id>
 SCHEDULE = "b_sched"  # b_sched|<id>: ask for a time
 CANCEL = "b_cancel"  # b_cancel|<id>: drop a draft or cancel a scheduled broadcast
-CALLBACKS = (SKIP_PHOTO, AREA, UNIT, TOPIC, PAID, AUDIENCE, PREVIEW, SEND, SCHEDULE, CANCEL)
+APPROVE = "b_appr"  # b_appr|<id>: a second staff member lets a large broadcast go out
+REJECT = "b_rej"  # b_rej|<id>: ... or stops it
+CALLBACKS = (SKIP_PHOTO, AREA, UNIT, TOPIC, PAID, AUDIENCE, PREVIEW, SEND, SCHEDULE, CANCEL, APPROVE, REJECT)
 callbacks.register(*CALLBACKS)
 ALL = "all"
 ENGINE_SERVICE = "broadcast_engine"  # ctx.services key of the running BroadcastEngine (woken on Send now)
@@ -103,7 +105,7 @@ class BroadcastUI:
         rows = (
             await ctx.session.execute(
                 select(Broadcast)
-                .where(Broadcast.status.in_((SCHEDULED, QUEUED, RUNNING)))
+                .where(Broadcast.status.in_((APPROVAL, SCHEDULED, QUEUED, RUNNING)))
                 .order_by(Broadcast.send_at, Broadcast.id)
             )
         ).scalars()
@@ -125,6 +127,13 @@ class BroadcastUI:
             )
             if b.status == SCHEDULED:
                 buttons.append((Button(ctx.t("news.btn_cancel_id", id=b.id), callbacks.encode(CANCEL, b.id)),))
+            if b.status == APPROVAL and b.created_by != ctx.user.id:  # nobody approves their own
+                buttons.append(
+                    (
+                        Button(ctx.t("news.btn_approve_id", id=b.id), callbacks.encode(APPROVE, b.id)),
+                        Button(ctx.t("news.btn_reject_id", id=b.id), callbacks.encode(REJECT, b.id)),
+                    )
+                )
         if not lines:
             return [Reply(ctx.t("news.list_empty"))]
         return [Reply(ctx.t("news.list_title") + "\n" + "\n".join(lines), tuple(buttons))]
@@ -238,6 +247,8 @@ class BroadcastUI:
         bid = int(args[0])
         if action == CANCEL:
             return await self._cancel(ctx, bid)
+        if action in (APPROVE, REJECT):
+            return await self._decide(ctx, bid, approve=action == APPROVE)
         draft = await self._draft(ctx)
         if draft is None or draft.id != bid:
             return [Reply(ctx.t("news.no_draft"))]
@@ -260,6 +271,9 @@ class BroadcastUI:
             draft.topics = ",".join(sorted(topics))
             return [await self._audience_screen(ctx, draft, edit=True)]
         if action == PAID:
+            if not draft.paid and not await staff.is_admin(ctx):  # billed per message: an admin's decision
+                staff.refused(ctx, "broadcast.paid")
+                return [Reply(ctx.t("news.paid_admin_only"))]
             draft.paid = not draft.paid
             return [await self._audience_screen(ctx, draft, edit=True)]
         if action == AUDIENCE:
@@ -363,12 +377,15 @@ class BroadcastUI:
     async def _send_now(self, inc: Incoming, ctx: Context, draft: Broadcast) -> list[Reply]:
         if draft.step != "preview":
             return [Reply(ctx.t("news.stale"))]
+        if refused := await self._paid_refused(ctx, draft):
+            return refused
         count = await self._audience(draft).count(ctx.session)
-        draft.status, draft.send_at, draft.report_chat_id = QUEUED, ctx.now, inc.chat_id
-        staff.audit(ctx, "broadcast.send", self._detail(draft), audience_size=count)
-        engine = ctx.services.get(ENGINE_SERVICE)
-        if engine is not None and hasattr(engine, "wake"):
-            engine.wake()  # it still reads the row only after this update's transaction commits
+        draft.report_chat_id = inc.chat_id
+        if self._needs_approval(ctx, count):
+            return self._ask_approval(ctx, draft, count, when=None)
+        draft.status, draft.send_at = QUEUED, ctx.now
+        staff.audit(ctx, "broadcast.send", draft.audit_detail(), audience_size=count)
+        self._wake(ctx)
         # the controls become the confirmation (no second press), so the engine's progress message comes after it
         return [Reply(ctx.t("news.queued", id=draft.id, count=count), edit=True)]
 
@@ -380,18 +397,74 @@ class BroadcastUI:
             return [Reply(ctx.t("news.bad_time"), cancel)]
         if when <= ctx.now:
             return [Reply(ctx.t("news.past_time"), cancel)]
+        if refused := await self._paid_refused(ctx, draft):
+            return refused
         count = await self._audience(draft).count(ctx.session)
+        if self._needs_approval(ctx, count):
+            return self._ask_approval(ctx, draft, count, when=when)
         draft.status, draft.send_at = SCHEDULED, when
-        staff.audit(ctx, "broadcast.schedule", f"{self._detail(draft)} at={when.isoformat()}", audience_size=count)
+        staff.audit(ctx, "broadcast.schedule", f"{draft.audit_detail()} at={when.isoformat()}", audience_size=count)
         local = when.astimezone(tz).strftime("%H:%M %d/%m/%Y")
         return [Reply(ctx.t("news.scheduled", id=draft.id, when=local, count=count))]
 
+    # ---- paid mode and the second approval --------------------------------------------------------------
+
+    async def _paid_refused(self, ctx: Context, draft: Broadcast) -> list[Reply]:
+        """Paid mode switched on by someone who is not (or no longer) an admin does not go out as paid."""
+        if draft.paid and not await staff.is_admin(ctx):
+            staff.refused(ctx, "broadcast.paid")
+            return [Reply(ctx.t("news.paid_admin_only"))]
+        return []
+
+    @staticmethod
+    def _needs_approval(ctx: Context, count: int) -> bool:
+        threshold = ctx.settings.broadcast_approval_audience
+        return threshold > 0 and count >= threshold
+
+    def _ask_approval(self, ctx: Context, draft: Broadcast, count: int, when: dt.datetime | None) -> list[Reply]:
+        # `step` remembers what was asked for: "now", or "at" with send_at holding the time
+        draft.status, draft.step, draft.send_at = APPROVAL, "at" if when else "now", when
+        at = f" at={when.isoformat()}" if when else ""
+        staff.audit(ctx, "broadcast.approval_requested", draft.audit_detail() + at, audience_size=count)
+        return [Reply(ctx.t("news.approval_needed", id=draft.id, count=count), edit=when is None)]
+
+    async def _decide(self, ctx: Context, bid: int, *, approve: bool) -> list[Reply]:
+        b = await ctx.session.get(Broadcast, bid, with_for_update=True)
+        if b is None or b.status != APPROVAL:
+            return [Reply(ctx.t("news.approval_stale", id=bid))]
+        if b.created_by == ctx.user.id:
+            staff.refused(ctx, "broadcast.approve_own")
+            return [Reply(ctx.t("news.approval_own", id=bid))]
+        count = await self._audience(b).count(ctx.session)
+        if not approve:
+            b.status = CANCELLED
+            staff.audit(ctx, "broadcast.reject", b.audit_detail(), audience_size=count)
+            return [Reply(ctx.t("news.approval_rejected", id=bid))]
+        if b.paid and not await staff.is_admin(ctx):  # approving a billed broadcast is an admin's decision too
+            staff.refused(ctx, "broadcast.paid")
+            return [Reply(ctx.t("news.paid_admin_only"))]
+        if b.step == "at" and b.send_at is not None and b.send_at > ctx.now:
+            b.status = SCHEDULED
+        else:
+            b.status, b.send_at = QUEUED, ctx.now
+        b.step = "done"
+        staff.audit(ctx, "broadcast.approve", b.audit_detail(), audience_size=count)
+        self._wake(ctx)
+        return [Reply(ctx.t("news.approval_done", id=bid, count=count))]
+
+    @staticmethod
+    def _wake(ctx: Context) -> None:
+        engine = ctx.services.get(ENGINE_SERVICE)
+        if engine is not None and hasattr(engine, "wake"):
+            engine.wake()  # it still reads the row only after this update's transaction commits
+
     async def _cancel(self, ctx: Context, bid: int) -> list[Reply]:
         b = await ctx.session.get(Broadcast, bid)
-        if b is None or b.status not in (DRAFT, SCHEDULED) or (b.status == DRAFT and b.created_by != ctx.user.id):
+        own_only = b is not None and b.status in (DRAFT, APPROVAL)  # someone else's waits for their decision
+        if b is None or b.status not in (DRAFT, SCHEDULED, APPROVAL) or (own_only and b.created_by != ctx.user.id):
             return [Reply(ctx.t("news.nothing_to_cancel"))]
         b.status = CANCELLED
-        staff.audit(ctx, "broadcast.cancel", f"#{b.id}")
+        staff.audit(ctx, "broadcast.cancel", b.audit_detail())
         return [Reply(ctx.t("news.cancelled", id=b.id))]
 
     # ---- helpers ---------------------------------------------------------------------------------------
@@ -415,7 +488,3 @@ class BroadcastUI:
 
     def _cancel_button(self, ctx: Context, bid: int) -> Button:
         return Button(ctx.t("news.btn_cancel"), callbacks.encode(CANCEL, bid))
-
-    @staticmethod
-    def _detail(b: Broadcast) -> str:
-        return f"#{b.id} area={b.areas or 'province'} topics={b.topics or '*'} paid={b.paid}"

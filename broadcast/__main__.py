@@ -27,6 +27,7 @@ from broadcast.html import HtmlError, check_html
 from core.settings import Settings, load_settings
 from store.db import make_engine, make_sessionmaker, unit_of_work
 from store.models_news import QUEUED, SCHEDULED, Broadcast
+from store.models_staff import AuditEntry
 
 log = structlog.get_logger(__name__)
 
@@ -49,6 +50,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     send.add_argument("--paid", action="store_true", help="allow_paid_broadcast (up to 1000 msg/s, paid)")
     send.add_argument("--at", default=None, help="ISO 8601 time to send at (default: now)")
     send.add_argument("--created-by", type=int, default=0, help="the staff user id recorded (default 0: CLI)")
+    send.add_argument(
+        "--approved-by",
+        type=int,
+        default=None,
+        help="the second staff member who approved it: required from BROADCAST_APPROVAL_AUDIENCE recipients",
+    )
     send.add_argument("--report-chat", type=int, default=None, help="chat that gets progress and the report")
     send.add_argument("--run", action="store_true", help="deliver it from this process now")
     run = sub.add_parser("run", help="deliver queued broadcasts")
@@ -111,6 +118,21 @@ async def _create(args: argparse.Namespace, settings: Settings, content: Content
             s.add(b)
             await s.flush()
             count = await Audience.of(b.area_list(), b.topic_list()).count(s)
+            threshold = settings.broadcast_approval_audience
+            if threshold > 0 and count >= threshold and args.approved_by in (None, args.created_by):
+                # leaving the block with an exception rolls the row back: nothing is queued
+                raise SystemExit(
+                    f"{count} recipients: from {threshold} a second staff member must approve; "
+                    "pass --approved-by <their user id> (not --created-by's)"
+                )
+            # the same audit rows the bot writes (actions/broadcast_ui.py), so one log answers "who sent what"
+            action = "broadcast.schedule" if b.status == SCHEDULED else "broadcast.send"
+            at = f" at={b.send_at.isoformat()}" if b.status == SCHEDULED and b.send_at else ""
+            s.add(AuditEntry(actor_id=args.created_by, action=action, detail=f"{b.audit_detail()}{at} via=cli",
+                             audience_size=count, at=now))  # fmt: skip
+            if args.approved_by is not None:
+                s.add(AuditEntry(actor_id=args.approved_by, action="broadcast.approve",
+                                 detail=f"{b.audit_detail()} via=cli", audience_size=count, at=now))  # fmt: skip
             bid = b.id
         print(f"broadcast #{bid} {b.status}: {count} recipients now", flush=True)
         return bid

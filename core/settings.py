@@ -76,7 +76,9 @@ class Settings(BaseSettings):
 
     # Staff: broadcasts and handover
     broadcast_rate: float = 30.0  # messages per second, all chats together (Telegram's bulk limit)
-    broadcast_paid_rate: float = 1000.0  # with allow_paid_broadcast
+    broadcast_paid_rate: float = 1000.0  # with allow_paid_broadcast (billed: admins only)
+    # A broadcast to at least this many people needs a second staff member's approval before it goes out.
+    broadcast_approval_audience: int = 1000
     office_hours: str = "mon-fri 07:30-11:30,13:30-17:00"  # local time; holidays from data/holidays.yml
     handover_repost_after_s: float = 1800.0  # a ticket nobody took is posted again after this long
 

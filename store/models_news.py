@@ -27,6 +27,7 @@ QUEUED = "queued"
 RUNNING = "running"
 DONE = "done"
 CANCELLED = "cancelled"
+APPROVAL = "approval"  # composed, audience above BROADCAST_APPROVAL_AUDIENCE: waits for a second staff member
 
 
 class NewsSubscription(Base):
@@ -101,6 +102,10 @@ class Broadcast(Base):
 
     def area_list(self) -> list[str]:
         return [a for a in self.areas.split(",") if a]
+
+    def audit_detail(self) -> str:
+        """The audit log's description of this broadcast: the same from the bot and the command line."""
+        return f"#{self.id} area={self.areas or 'province'} topics={self.topics or '*'} paid={self.paid}"
 
 
 class Delivery(Base):

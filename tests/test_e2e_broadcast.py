@@ -659,7 +659,7 @@ def cli_env(tg_url: str) -> dict[str, str]:
     return env
 
 
-async def cli(tg_url: str, db_url: str, *args: str) -> asyncio.subprocess.Process:
+async def cli(tg_url: str, db_url: str, *args: str, **env: str) -> asyncio.subprocess.Process:
     """`python -m broadcast --database-url … <args>` in its own process (the emulator lives in this event loop,
     so the process is awaited, never waited on synchronously)."""
     return await asyncio.create_subprocess_exec(
@@ -670,7 +670,7 @@ async def cli(tg_url: str, db_url: str, *args: str) -> asyncio.subprocess.Proces
         db_url,
         *args,
         cwd=ROOT,
-        env=cli_env(tg_url),
+        env={**cli_env(tg_url), **env},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
@@ -819,3 +819,94 @@ async def test_a_send_that_times_out_is_counted_unknown_not_sent_again(
     got = await copies(sandbox, ids)
     assert got == dict.fromkeys(ids, 1), (got, out)
     assert sorted(states.values()) == [SENT] * 4 + [UNKNOWN], states
+
+
+async def test_paid_mode_is_for_admins_and_a_large_audience_needs_a_second_staff_member(
+    sandbox: SandboxClient, bots: BotRunner, db_url: str
+) -> None:
+    """A staff member cannot switch on billed sending, and an announcement to at least
+    BROADCAST_APPROVAL_AUDIENCE people waits until someone else approves it; every step is in the audit log."""
+    runtime = await bots.start(db_url, admin_ids=[ADMIN], broadcast_approval_audience=3, **STAFF_PACE)
+    citizens = [7501, 7502, 7503]
+    for uid in citizens:
+        await sandbox.user(uid, first_name=f"Dân {uid}")
+    await seed_subscribers(runtime, citizens)
+    author_id = 7510
+    async with unit_of_work(runtime.sessions) as s:
+        s.add(StaffMember(user_id=author_id, role="staff", added_by=ADMIN))
+    author = await sandbox.user(author_id, first_name="Cán bộ soạn")
+    text = "Thông báo: cấp căn cước lưu động thứ Bảy này."
+
+    await author.command("broadcast")
+    await expect(author, "Soạn tin mới")
+    await author.send(text)
+    await author.press(await expect(author, "Bỏ qua ảnh"), "⏭ Bỏ qua ảnh")
+    audience = await expect(author, "Gửi tới ai?")
+    await author.press(audience, "🐢 Tốc độ thường (30 tin/giây)")
+    assert "chỉ quản trị viên" in (await expect(author, "Gửi trả phí")).body
+    await author.press(audience, "👁 Xem trước")
+    await expect(author, visible(text))
+    controls = await expect(author, "Đây là tin người dân sẽ nhận được")
+    await author.press(controls, "🚀 Gửi ngay")
+    waiting = await expect(author, "cần một cán bộ khác duyệt")
+    [row] = await _broadcasts(runtime)
+    assert row.status == "approval" and row.paid is False
+    assert f"#{row.id}" in waiting.body
+
+    await author.command("broadcasts")  # the author sees it waiting, with no button to approve it
+    mine = await expect(author, "chờ duyệt")
+    assert not [label for label in mine.labels if label.startswith("✅ Duyệt")]
+    await asyncio.sleep(1.0)
+    for uid in citizens:
+        assert await announcements(sandbox, uid) == []  # nothing went out on one person's say
+
+    admin = await sandbox.user(ADMIN, first_name="Quản trị")
+    await admin.command("broadcasts")
+    listing = await expect(admin, "chờ duyệt")
+    await admin.press(listing, f"✅ Duyệt #{row.id}")
+    await expect(admin, f"Đã duyệt tin #{row.id}")
+
+    async def delivered() -> bool:
+        counts = [len(await announcements(sandbox, uid)) for uid in citizens]
+        return counts == [1, 1, 1]
+
+    await until(delivered, "the approved announcement reaching its three subscribers")
+    async with unit_of_work(runtime.sessions) as s:
+        trail = (await s.execute(select(AuditEntry.actor_id, AuditEntry.action).order_by(AuditEntry.id))).all()
+    assert (author_id, "broadcast.approval_requested") in trail and (ADMIN, "broadcast.approve") in trail
+    assert (author_id, "broadcast.send") not in trail
+    assert "staff.refused" not in {a for _, a in trail}  # refusals are logged, not audited as actions
+
+
+async def _broadcasts(runtime: Runtime) -> list[Broadcast]:
+    async with unit_of_work(runtime.sessions) as s:
+        return list((await s.scalars(select(Broadcast).where(Broadcast.status != "draft"))).all())
+
+
+async def test_the_command_line_needs_the_same_second_approval_and_writes_the_same_audit_rows(
+    sandbox: SandboxClient, tg: tuple[TelegramEmulator, str], db_url: str, tmp_path: Path
+) -> None:
+    ids = list(range(7800, 7812))
+    await prepare(db_url, tmp_path, tg[1], sandbox, ids)  # 12 recipients, under the default threshold
+    notice = tmp_path / "notice.html"
+    send = ("send", "--text-file", str(notice), "--area", "tu_son", "--created-by", str(ADMIN))
+    alone = await cli(tg[1], db_url, *send, BROADCAST_APPROVAL_AUDIENCE="10")
+    out, _ = await asyncio.wait_for(alone.communicate(), 60)
+    assert alone.returncode != 0 and b"second staff member must approve" in out, out[-500:]
+    approved = await cli(tg[1], db_url, *send, "--approved-by", "7099", BROADCAST_APPROVAL_AUDIENCE="10")
+    await finish(approved, 60)
+
+    engine = make_engine(db_url)
+    try:
+        async with make_sessionmaker(engine)() as s:
+            rows = (await s.scalars(select(Broadcast).order_by(Broadcast.id))).all()
+            trail = (await s.execute(select(AuditEntry.actor_id, AuditEntry.action, AuditEntry.audience_size)
+                                     .order_by(AuditEntry.id))).all()  # fmt: skip
+    finally:
+        await engine.dispose()
+    assert len(rows) == 2  # prepare's and the approved one; the refused one left nothing behind
+    assert [tuple(t) for t in trail] == [
+        (ADMIN, "broadcast.send", 12),
+        (ADMIN, "broadcast.send", 12),
+        (7099, "broadcast.approve", 12),
+    ]
