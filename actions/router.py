@@ -25,6 +25,10 @@ callbacks.register("c_menu", "c_lang", "c_intent", "c_pick")
 
 SMALL_TALK = ("greet", "goodbye", "thank", "affirm", "deny", "help", "out_of_scope", "change_language")
 PROBE_USER = "probe_user_id"  # the bound parameter of the text-wait probe
+# Intents whose action has consequences outside the chat (a ticket puts a citizen in front of staff): started at
+# once only when the model is sure, else confirmed with a button first. Erasing data asks on its own (privacy.py).
+CONFIRM_FIRST = frozenset({"human_handover"})
+CONFIRM_SURE = 0.9
 NEW_USER_S = 0.001  # the adapter writes a new citizen's created_at as the update's own time (ctx.now)
 FALLBACK_INTENT = "nlu_fallback"  # what Rasa's FallbackClassifier predicts below its threshold
 
@@ -238,6 +242,11 @@ class Assistant:
             await self._observe(inc, ctx, None)
             return await self._fallback(inc, ctx, nlu)
         ctx.user.fallbacks_in_row = 0
+        if nlu.intent in CONFIRM_FIRST and nlu.confidence < CONFIRM_SURE:  # a ticket is not opened on a guess
+            await self._observe(inc, ctx, nlu.intent)
+            label = ctx.t(f"common.intent_label_{nlu.intent}")
+            yes = Button(ctx.t("conversation.btn_confirm", what=label), callbacks.encode("c_pick", nlu.intent))
+            return [Reply(ctx.t("conversation.confirm", what=label), ((yes,), (self._menu_button(ctx),)))]
         # "Out of scope" is no answer: the understood share in /stats counts only messages that reached one.
         await self._observe(inc, ctx, None if nlu.intent == "out_of_scope" else nlu.intent)
         return await self.dispatch(nlu.intent, inc, ctx)

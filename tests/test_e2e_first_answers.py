@@ -4,11 +4,15 @@ Telegram emulator over HTTP."""
 
 from __future__ import annotations
 
+from sqlalchemy import func, select
+
 from nlu.server import RasaServer
 from sandbox.telegram.client import SandboxClient, SimMessage, SimUser
 from store.db import unit_of_work
 from store.models_guides import RenewalDialogue
+from store.models_handover import Ticket
 from tests.conftest import BotRunner
+from tests.test_e2e_handover import ALWAYS_OPEN, make_staff, staff_group
 
 
 async def one(user: SimUser, wait_s: float = 15) -> SimMessage:
@@ -128,3 +132,20 @@ async def test_guides_offer_the_qr_way_a_person_and_the_main_menu(
     await hoa.press(call, "✅ Xong")
     last = await one(hoa)
     assert "Bước 2/2" in last.body and "👤 Gặp cán bộ" in last.labels  # the last resort still reaches a person
+
+
+async def test_a_ticket_is_not_opened_on_a_guess(
+    sandbox: SandboxClient, bots: BotRunner, rasa: RasaServer, db_url: str
+) -> None:
+    staff, group = await staff_group(sandbox)
+    runtime = await bots.start(db_url, rasa_url=rasa.url, staff_chat_id=group.chat_id, office_hours=ALWAYS_OPEN)
+    await make_staff(runtime, staff.id)
+    khoa = await sandbox.user(5608, first_name="Khoa", language_code="vi")
+    await khoa.send("tôi muốn lên công an phường")  # read as "talk to staff", but far from sure
+    ask = await one(khoa)
+    assert "Đúng không?" in ask.body and ask.labels == ["✅ Đúng, Gặp cán bộ", "🏠 Menu"]
+    async with unit_of_work(runtime.sessions) as s:
+        assert await s.scalar(select(func.count()).select_from(Ticket)) == 0
+    await khoa.press(ask, "✅ Đúng, Gặp cán bộ")
+    await one(khoa)
+    assert (await one(group)).body.startswith("🆘 Yêu cầu #")  # confirmed: now staff see it
