@@ -20,6 +20,7 @@ BENCHMARKS: dict[str, str] = {
     "portal": "benchmarks.bench_portal",
     "broadcast": "benchmarks.bench_broadcast",
     "nlu": "benchmarks.bench_nlu",
+    "console": "benchmarks.bench_console",
 }
 
 

@@ -13,6 +13,7 @@ import pytest
 import yaml
 from sqlalchemy import delete, select, update
 
+from bot.health import queue_depths
 from console import auth, figures, review
 from console.server import ConsoleConfigError, ConsoleServer
 from core.settings import Settings
@@ -335,6 +336,29 @@ async def test_sandbox_history_gives_the_dashboard_something_to_show(tmp_path: P
     assert sum(d.reminders for d in dash.days) == made["reminders"] > 0
     assert len(dash.broadcasts) == 2 and sum(sum(b.states.values()) for b in dash.broadcasts) == made["deliveries"]
     assert len(queue) == made["review"] == 8 and all(item.top for item in queue)
+
+
+async def test_queue_depths_count_what_waits(db_url: str) -> None:
+    """The health figures the dashboard shows: pending deliveries of unfinished broadcasts, open review rows."""
+    await migrate(db_url)
+    engine = make_engine(db_url)
+    try:
+        async with unit_of_work(make_sessionmaker(engine)) as s:
+            running = Broadcast(created_by=1, status="running", text="x", total=5)
+            done = Broadcast(created_by=1, status="done", text="y", total=4)
+            s.add_all([running, done])
+            await s.flush()
+            for i, state in enumerate(["pending", "pending", "pending", "sent", "sending"]):
+                s.add(Delivery(broadcast_id=running.id, user_id=None, chat_id=i, state=state))
+            for i in range(4):
+                s.add(Delivery(broadcast_id=done.id, user_id=None, chat_id=i, state="sent"))
+            for status in ("open", "open", "labelled", "exported", "dismissed"):
+                s.add(NluReview(text="t", intent=None, confidence=0.1, ranking="[]", reason="fallback", status=status))
+        async with unit_of_work(make_sessionmaker(engine)) as s:
+            depths = await queue_depths(s)
+    finally:
+        await engine.dispose()
+    assert depths["deliveries_pending"] == 3 and depths["review_queue"] == 2
 
 
 def test_the_console_does_not_start_without_a_secret() -> None:

@@ -1,0 +1,126 @@
+"""The console's dashboard over a year of history: how long its figures take to compute for 7, 30 and 90 days."""
+
+from __future__ import annotations
+
+import datetime as dt
+import statistics
+import time
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import insert, select
+
+from benchmarks.common import database, note, quiet, scale
+from bot.health import queue_depths
+from console import figures
+from store.base import utcnow
+from store.db import make_engine, make_sessionmaker, migrate, unit_of_work
+from store.models import NluReview, User
+from store.models_handover import CLOSED, MessageCount, Ticket, TicketMessage
+from store.models_news import Broadcast, Delivery
+from store.models_reminders import SENT, Reminder
+
+NAME = "console"
+TZ = ZoneInfo("Asia/Ho_Chi_Minh")
+DAYS = 365
+INTENTS = 40
+USERS = 20_000
+RUNS = 5
+CHUNK = 5000
+
+
+async def _fill(db_url: str, tickets: int, reminders: int, broadcasts: int, per_broadcast: int) -> int:
+    """A year of activity, inserted in chunks; returns the number of rows written."""
+    engine = make_engine(db_url)
+    now = utcnow()
+    today = now.astimezone(TZ).date()
+    year_s = DAYS * 86400
+    rows = 0
+
+    async def put(model: Any, values: list[dict[str, Any]]) -> None:
+        nonlocal rows
+        async with engine.begin() as conn:
+            for lo in range(0, len(values), CHUNK):
+                await conn.execute(insert(model), values[lo : lo + CHUNK])
+        rows += len(values)
+
+    try:
+        await put(User, [{"id": u, "chat_id": u, "lang": "vi"} for u in range(1, USERS + 1)])
+        counts = [
+            {"day": today - dt.timedelta(days=d), "intent": f"intent_{k}" if k else "",
+             "handled": 5 + (d * 7 + k * 3) % 200, "fallbacks": 0 if k else 5 + d % 30}
+            for d in range(DAYS) for k in range(INTENTS)
+        ]  # fmt: skip
+        await put(MessageCount, counts)
+        opened = [now - dt.timedelta(seconds=(i * 7919) % year_s) for i in range(tickets)]
+        await put(Ticket, [
+            {"user_id": 1 + i % USERS, "open_user_id": None, "status": CLOSED, "origin": "menu", "lang": "vi",
+             "opened_in_hours": True, "citizen_name": "", "summary": "", "created_at": at, "posted_at": at,
+             "reposts": 0, "closed_at": at + dt.timedelta(minutes=30), "closed_by_name": "", "close_reason": "staff",
+             "taken_by_name": ""}
+            for i, at in enumerate(opened)
+        ])  # fmt: skip
+        async with unit_of_work(make_sessionmaker(engine)) as s:
+            ids = list((await s.scalars(select(Ticket.id).order_by(Ticket.id))).all())
+        await put(TicketMessage, [
+            {"ticket_id": tid, "direction": d, "chat_id": -100, "message_id": i * 3 + k,
+             "at": opened[i] + dt.timedelta(minutes=(0 if d == "post" else 3 + (i * 13) % 60 + k))}
+            for i, tid in enumerate(ids) for k, d in enumerate(("post", "staff", "citizen"))
+        ])  # fmt: skip
+        await put(Reminder, [
+            {"user_id": 1 + i % USERS, "source": "citizen", "kind": "custom", "params": "{}",
+             "remind_at": (at := now - dt.timedelta(seconds=(i * 104729) % year_s)), "due_at": at, "sent_at": at,
+             "state": SENT, "group_key": f"g{i}", "attempts": 1, "late": False, "created_at": at, "updated_at": at}
+            for i in range(reminders)
+        ])  # fmt: skip
+        for b in range(broadcasts):
+            at = now - dt.timedelta(days=b * DAYS // max(1, broadcasts))
+            async with unit_of_work(make_sessionmaker(engine)) as s:
+                row = Broadcast(created_by=1, status="done", text="x", total=per_broadcast, created_at=at)
+                s.add(row)
+                await s.flush()
+                bid = row.id
+            states = ("sent",) * 17 + ("blocked", "unknown", "failed")
+            await put(Delivery, [
+                {"broadcast_id": bid, "user_id": None, "chat_id": 0, "lang": "vi", "state": states[i % 20],
+                 "attempts": 1}
+                for i in range(per_broadcast)
+            ])  # fmt: skip
+        await put(NluReview, [
+            {"user_id": None, "text": f"tin {i}", "intent": "nlu_fallback", "confidence": 0.2, "ranking": "[]",
+             "reason": "fallback", "created_at": now - dt.timedelta(minutes=i), "status": "open"}
+            for i in range(2000)
+        ])  # fmt: skip
+    finally:
+        await engine.dispose()
+    return rows
+
+
+async def run() -> dict[str, float]:
+    quiet()
+    tickets = int(scale(30_000, 5_000))
+    reminders = int(scale(300_000, 50_000))
+    broadcasts, per = int(scale(20, 5)), int(scale(25_000, 10_000))
+    out: dict[str, float] = {}
+    async with database(NAME) as db_url:
+        await migrate(db_url)
+        started = time.monotonic()
+        rows = await _fill(db_url, tickets, reminders, broadcasts, per)
+        note(NAME, f"{rows} rows of history in {time.monotonic() - started:.0f} s")
+        engine = make_engine(db_url)
+        sessions = make_sessionmaker(engine)
+        try:
+            for days in (7, 30, 90):
+                took = []
+                for _ in range(RUNS):
+                    t0 = time.perf_counter()
+                    async with unit_of_work(sessions) as s:
+                        await figures.compute(s, figures.Period.ending(utcnow(), TZ, days))
+                        await queue_depths(s)
+                    took.append((time.perf_counter() - t0) * 1000)
+                out[f"console_dashboard_{days}d_ms"] = round(statistics.median(took), 1)
+                note(NAME, f"{days} days: median {statistics.median(took):.1f} ms of {RUNS}")
+        finally:
+            await engine.dispose()
+    out["console_history_rows"] = float(rows)
+    return out
