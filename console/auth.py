@@ -18,7 +18,8 @@ from store.models_console import ConsoleLink
 COOKIE = "console_session"
 
 
-def _hash(token: str) -> str:
+def link_hash(token: str) -> str:
+    """What `console_links` keeps of a token: its SHA-256, never the token."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 
@@ -27,7 +28,7 @@ async def new_link(session: AsyncSession, user_id: int, now: dt.datetime, minute
     token = secrets.token_urlsafe(32)
     session.add(
         ConsoleLink(
-            token_hash=_hash(token), user_id=user_id, created_at=now, expires_at=now + dt.timedelta(minutes=minutes)
+            token_hash=link_hash(token), user_id=user_id, created_at=now, expires_at=now + dt.timedelta(minutes=minutes)
         )
     )
     return token
@@ -51,7 +52,7 @@ async def redeem(session: AsyncSession, token: str, now: dt.datetime) -> int:
     two replicas) racing with the same link cannot both sign in."""
     if not token or len(token) > 128:
         raise LinkRefused("unknown")
-    digest = _hash(token)
+    digest = link_hash(token)
     link = await session.get(ConsoleLink, digest)
     if link is None:
         raise LinkRefused("unknown")

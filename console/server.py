@@ -192,7 +192,7 @@ class ConsoleServer:
         prefetch that follows the URL cannot burn it."""
         token = request.query.get("t", "")
         async with unit_of_work(self.sessions) as s:
-            link = await s.get(ConsoleLink, auth._hash(token)) if token else None
+            link = await s.get(ConsoleLink, auth.link_hash(token)) if token else None
         if link is None or link.used_at is not None or link.expires_at <= self.clock():
             return self.refuse(
                 request, 403, "Liên kết đăng nhập không còn hiệu lực. Gửi /console để nhận liên kết mới."
