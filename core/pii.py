@@ -54,7 +54,7 @@ _SEP = r"(?:[ ]{0,2}[-.][ ]{0,2}|[ ]{1,3}|[ ]?\)[ ]?|[ ]?\([ ]?)"
 _CHAIN = re.compile(rf"(?<![0-9+])(?:\([ ]?)?\+?[0-9]+(?:{_SEP}[0-9]+)*")
 _GROUP = re.compile(r"[0-9]+")
 _PLACEHOLDER = re.compile(r"\[(?:id|phone|secret)\]")
-_EIGHT_DIGITS = re.compile(r"[0-9０-９](?:[^0-9０-９\n]{0,6}[0-9０-９]){7}")
+_EIGHT_DIGITS = re.compile(r"\d(?:\D*\d){7}")  # any script's digits: fewer than 8 in all, nothing to find
 _NON_DIGIT = re.compile(r"[^0-9]")
 
 # Context words, folded (no diacritics, lower case). "id" counts only as a word of its own, so a log key such as
@@ -68,8 +68,8 @@ _ID_CONTEXT = re.compile(rf"(?<![a-z0-9_])(?:{_ID_WORDS})(?![a-z0-9_])")
 _PHONE_CONTEXT = re.compile(rf"(?<![a-z0-9_])(?:{_PHONE_WORDS})(?![a-z0-9_])")
 # A word a number may be glued to ("sdt0912…", "cccd.0010…", "số0912…").
 _GLUE_OK = re.compile(r"(?:cccd|cmnd|cmt|id|sdt|dt|tel|phone|zalo|goi|so|lh)$")
-# Units after a number make it an amount or a measure.
-_UNIT_AFTER = re.compile(r"[ ]?(?:d|dong|vnd|₫|k|tr|trieu|ty|nghin|ngan|usd|%)(?![a-z0-9])")
+# Units after a number make it an amount; "k" only glued ("500k"): alone it is "không" in texting.
+_UNIT_AFTER = re.compile(r"(?:[ ]?(?:d|dong|vnd|₫|tr|trieu|ty|nghin|ngan|usd|%)|k)(?![a-z0-9])")
 _LEFT_WINDOW, _RIGHT_WINDOW = 32, 24
 
 _SPACES = {"\t", "\u00a0", "\u1680", "\u202f", "\u205f", "\u3000", *(chr(c) for c in range(0x2000, 0x200B))}

@@ -49,6 +49,7 @@ MUST_REDACT: list[tuple[str, str]] = [
     ("chứng minh nhân dân số 212 345 678", "chứng minh nhân dân số [id]"),
     ("cmt 171234567", "cmt [id]"),
     ("số cmnd của tôi 013456789 ạ", "số cmnd của tôi [id] ạ"),
+    ("cmnd 123456789 k nhớ ngày cấp", "cmnd [id] k nhớ ngày cấp"),  # "k" here is "không", not thousands
     ("013456789", "[id]"),  # an old Hà Nội number: amounts never start with 0
     # --- mobile phones ---
     ("sđt 0912345678 ko nhận dc otp", "sđt [phone] ko nhận dc otp"),
@@ -114,6 +115,8 @@ MUST_KEEP: list[str] = [
     "1,200,000,000 VND",
     "cccd 001099012345 hết, phí 120000000",  # the ID goes; the amount after it stays (checked below)
     "nộp 350000000đ",
+    "cmnd 123456789đ",  # after the word, still an amount
+    "cmnd 125000000 vnd",
     # payment references, UUIDs, hashes
     "mã giao dịch FT24001234567",
     "ref VNP14123456789",
