@@ -58,7 +58,8 @@ def main() -> int:
     # selector, transports and thread wake-ups (measured in docs/benchmarks.md).
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     settings = load_settings()
-    setup_logging(settings.log_level, settings.log_format)
+    id_key = settings.log_id_key.get_secret_value() if settings.log_id_key else None
+    setup_logging(settings.log_level, settings.log_format, id_key=id_key)
     if settings.telegram_bot_token is None:
         print(
             "TELEGRAM_BOT_TOKEN is not set. Set it (see .env.example) to talk to Telegram, "

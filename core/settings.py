@@ -67,12 +67,22 @@ class Settings(BaseSettings):
     default_lang: str = "vi"
     log_level: str = "INFO"
     log_format: str = "json"  # json | console
+    log_id_key: SecretStr | None = None  # keys the hash user ids are logged as (core/logs.py); unset: random per run
     flood_messages_per_minute: int = 20
     flood_buttons_per_minute: int = 60  # button presses have their own budget (a forged-callback flood)
     review_retention_days: int = 90
     reminder_cap: int = 20  # upcoming reminders one citizen may have
     reminder_tick_s: float = 1.0
     reminder_draft_hours: float = 1.0  # an unconfirmed reminder expires, and the hourly purge deletes it, after this
+
+    # Personal data (Law 91/2025/QH15): who answers for the data, shown in /privacy, and how long each kind is kept
+    # (the hourly purge enforces these; README lists them table by table).
+    privacy_controller: str = "Tổ công tác Đề án 06 của tỉnh"
+    privacy_contact: str = ""  # the controller's address, e-mail or phone: the operator must set it
+    ticket_retention_days: int = 365  # closed handover tickets (and their message ids) are deleted after this
+    feedback_retention_days: int = 180  # 👍/👎 votes on answers
+    reminder_history_days: int = 90  # reminders already sent, cancelled or dropped
+    delivery_retention_days: int = 180  # broadcast deliveries lose who received them (the count stays)
 
     # Staff: broadcasts and handover
     broadcast_rate: float = 30.0  # messages per second, all chats together (Telegram's bulk limit)
