@@ -2,19 +2,22 @@
 
 What people type is messy: `0912-345-678`, `(+84) 912 345 678`, `0084…`, `CCCD.001099012345`, `sdt0912345678`,
 IDs in groups with odd or non-breaking spaces, landlines such as `(0222) 3 822 456`. Detection therefore runs on
-a folded copy of the text (NFKC, lower case, no diacritics, one kind of space and dash, invisible characters
-dropped) that keeps, for every character, the offset it came from, so the original text is cut exactly there.
+a folded copy of the text (compatibility-normalised so full-width digits are digits, lower case, no diacritics,
+one kind of space, dash and dot, invisible characters dropped) that keeps, for every character, the offset it
+came from, so the original text is cut exactly there.
 
 A run of digit groups ("chain") is judged as a whole, ID numbers before phone numbers, and split only at spaces
 (two numbers typed side by side). Context words decide where the digits alone cannot: a bare 9-digit number is
-an old CMND after "cmnd"/"số id", a phone number after "sđt"/"gọi"/"zalo", and otherwise an amount
-(`120000000`) that stays. Amounts never start with 0, while IDs and national phone numbers always do; numbers
-glued to other codes (`000.00.12.H22-240101-0003`, `FT24…`, UUIDs) stay.
+an old CMND after "cmnd"/"số id", a phone number after "sđt"/"gọi"/"zalo", an old CMND too when it starts
+with 0, and otherwise an amount (`120000000`) that stays: amounts never start with 0, while IDs and national
+phone numbers always do. A unit after a number (`đồng`, `vnd`, `500k`) makes it an amount; numbers glued to
+other codes (`000.00.12.H22-240101-0003`, `FT24…`, UUIDs) stay.
 
 Why not the `phonenumbers` library (PyPI): its matcher finds phone numbers only, not ID numbers, so the
-ID-before-phone ordering, the context words and the folding would all still be ours; it leaves out numbers glued
-to a word (`sdt0912345678`); and its Vietnamese metadata validates exact operator ranges, so a newly assigned
-prefix would pass unredacted until the library is updated, where for redaction any 0[35789]xxxxxxxx must go.
+ID-before-phone ordering, the context words and the folding would all still be ours; at its default leniency it
+skips, on purpose, a number touching a Latin letter (`sdt0912345678`); and its Vietnamese metadata validates
+exact operator ranges, so a newly assigned prefix would pass unredacted until the library is updated, where for
+redaction any 0[35789]xxxxxxxx must go.
 
 `python -m core.pii` reads lines on stdin and writes them redacted (for scrubbing exports).
 """
