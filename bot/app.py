@@ -25,6 +25,7 @@ from actions.content import Content
 from actions.content_schema import guides_section
 from actions.dossier import DossierCapability, render_change
 from actions.eid import EidCapability
+from actions.erasure import delete_staff_copies
 from actions.faq import Faq
 from actions.feedback import FeedbackCapability
 from actions.handover import HandoverCapability, OfficeHours, load_holidays
@@ -59,11 +60,12 @@ from reminders import schedule as schedule_reminders
 from reminders.store import purge_drafts as purge_reminder_drafts
 from store.db import make_engine, make_sessionmaker, migrate, unit_of_work
 from store.models import NluReview, ProcessedUpdate
+from store.retention import purge_by_retention
 
 log = structlog.get_logger(__name__)
 
 PROCESSED_UPDATES_KEEP = dt.timedelta(days=2)  # Telegram keeps undelivered updates for 24 hours
-COMMANDS = ("start", "menu", "help", "lang", "privacy", "forget")
+COMMANDS = ("start", "menu", "help", "lang", "privacy", "mydata", "forget")
 
 
 @dataclass
@@ -102,8 +104,9 @@ class Runtime:
 
     async def purge(self) -> None:
         """Forget what is no longer needed: handled update ids, review-queue texts past retention, the recent
-        messages kept for handover posts, renewal dialogues (they hold a date of birth) left unfinished, and
-        reminder drafts never confirmed (REMINDER_DRAFT_HOURS)."""
+        messages kept for handover posts, renewal dialogues (they hold a date of birth) left unfinished,
+        reminder drafts never confirmed (REMINDER_DRAFT_HOURS), and what the retention settings say is no longer
+        needed: closed tickets, answer feedback, reminder history, who received a broadcast (store/retention.py)."""
         now = dt.datetime.now(dt.UTC)
         async with unit_of_work(self.sessions) as session:
             await session.execute(
@@ -115,6 +118,7 @@ class Runtime:
             await renewal_module.purge_stale(session, now)
             await purge_console_links(session, now)
             await purge_reminder_drafts(session, now - dt.timedelta(hours=self.settings.reminder_draft_hours))
+            await purge_by_retention(session, self.settings, now)
 
 
 def build_capabilities(w: Wiring) -> list[Capability]:
@@ -145,7 +149,7 @@ def build_capabilities(w: Wiring) -> list[Capability]:
         ),
         BroadcastUI(areas, rate=s.broadcast_rate, paid_rate=s.broadcast_paid_rate),
         FeedbackCapability(),
-        PrivacyCapability(),
+        PrivacyCapability(content),
         reminders,
         RenewalCapability(content, remind=reminders.remind_renewal),
         DossierCapability(
@@ -339,6 +343,13 @@ def _start_background(runtime: Runtime, sender: TelegramSender) -> None:
             await handover.repost_stale(dt.datetime.now(dt.UTC))
 
         scheduler.add_job(repost, "interval", seconds=60, id="handover.repost", replace_existing=True, max_instances=1)
+
+    async def erase_staff_copies() -> None:
+        await delete_staff_copies(sessions, sender)  # what /forget left in the staff group
+
+    scheduler.add_job(
+        erase_staff_copies, "interval", seconds=10, id="forget.staff_copies", replace_existing=True, max_instances=1
+    )
 
     runtime.broadcasts = BroadcastEngine(
         sessions, sender, content, rate=s.broadcast_rate, paid_rate=s.broadcast_paid_rate

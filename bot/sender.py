@@ -54,6 +54,13 @@ class TelegramSender:
         except TelegramError as exc:
             raise _mapped(exc) from exc
 
+    async def delete(self, chat_id: int, message_id: int) -> None:
+        """Delete a message (the staff group's copies of an erased citizen's ticket, actions/erasure.py)."""
+        try:
+            await self.bot.delete_message(chat_id, message_id)
+        except TelegramError as exc:
+            raise _mapped(exc) from exc
+
 
 def message_call(bot: Bot, chat_id: int, reply: Reply, *, paid: bool = False) -> Callable[[], Awaitable[Message]]:
     """The Bot API call that sends `reply` as a new message (sendPhoto for a photo, else sendMessage), unsent:

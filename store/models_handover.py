@@ -90,6 +90,20 @@ class HandoverOutbox(Base):
     lease_until: Mapped[dt.datetime] = mapped_column(index=True)
 
 
+class StaffCopyDeletion(Base):
+    """A message in the staff group to delete because the citizen it was about used /forget (the ticket post, its
+    re-posts, relayed messages and notices). Written in /forget's transaction, deleted from Telegram after it by
+    actions/erasure.py; the row goes once Telegram deleted the message or said it cannot (older than 48 hours)."""
+
+    __tablename__ = "staff_copy_deletions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # the staff group (named so that store/personal.py does not take it for a citizen's chat: it never is one)
+    group_id: Mapped[int] = mapped_column(BigInteger)
+    message_id: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
 class RecentMessage(Base):
     """The last few messages of a citizen (PII-redacted) and what the bot understood, for a ticket's first post.
 

@@ -1,7 +1,7 @@
-"""Decree 13/2023: `/forget` and "xoá dữ liệu của tôi" erase every row about a citizen, in every table of the
-schema (a new table that refers to citizens fails this file until it is handled); no raw ID or phone number is
-stored; the review queue is purged after its retention period, and reminder drafts never confirmed after
-REMINDER_DRAFT_HOURS, by the scheduled purge."""
+"""Law 91/2025/QH15 (Art. 4, 14): `/forget` and "xoá dữ liệu của tôi" erase every row about a citizen, in every
+table of the schema (a new table that refers to citizens fails this file until it is handled), and `/mydata` shows
+each of those tables; no raw ID or phone number is stored; the review queue is purged after its retention
+period, and reminder drafts never confirmed after REMINDER_DRAFT_HOURS, by the scheduled purge."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import String, Table, Text, func, insert, select
+from sqlalchemy import String, Text, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from actions.content import Content
 from actions.types import Reply
 from bot.app import Runtime
 from bot.spool import encode
@@ -24,51 +25,15 @@ from sandbox.telegram.client import SandboxClient, SandboxTimeout, SimMessage, S
 from store.all_models import Base
 from store.db import unit_of_work
 from store.models import NluReview, User
+from store.models_handover import StaffCopyDeletion
 from store.models_news import DONE, PENDING, SCHEDULED, SENT, Broadcast, Delivery
 from store.models_reminders import ReminderDraft
+from store.personal import STAFF_ONLY, USER_COLUMNS, user_tables
 from tests.conftest import BotRunner, portal_settings
 from tests.logscan import LogBuffer
 
-# Columns that hold a Telegram user or chat id even without a foreign key to users.id.
-USER_COLUMNS = {
-    "user_id",
-    "chat_id",
-    "open_user_id",
-    "actor_id",
-    "taken_by",
-    "closed_by",
-    "created_by",
-    "added_by",
-    "staff_id",
-    "report_chat_id",
-}
-# Tables about staff members acting for the authority, kept for accountability (see actions/privacy.py); the
-# citizen below is never staff, so their rows there are still checked to be absent.
-STAFF_ONLY = {
-    "staff_members": "staff roles: who may broadcast or answer tickets",
-    "audit_log": "the trail of staff actions (actor_id is a staff member)",
-    "broadcasts": "announcements, created_by a staff member; recipients live in broadcast_deliveries",
-}
 ALL_DAY = "mon-sun 00:00-23:59"
 CITIZEN_PII = "cccd của tôi là 001099012345, sđt 0912345678"
-
-
-def user_tables() -> dict[str, Table]:
-    """Every table that refers to a user: by a foreign key to users.id (directly or through another such table),
-    or by a column that names a user or chat id."""
-    tables = {t.name: t for t in Base.metadata.sorted_tables}
-    found: dict[str, Table] = {"users": tables["users"]}
-    changed = True
-    while changed:
-        changed = False
-        for name, table in tables.items():
-            if name in found:
-                continue
-            refers = any(fk.column.table.name in found for fk in table.foreign_keys)
-            if refers or USER_COLUMNS & set(table.c.keys()):
-                found[name] = table
-                changed = True
-    return found
 
 
 async def owned_keys(session: AsyncSession, uid: int) -> dict[str, set[tuple[Any, ...]]]:
@@ -97,6 +62,16 @@ async def owned_keys(session: AsyncSession, uid: int) -> dict[str, set[tuple[Any
 async def one(user: SimUser, wait_s: float = 20) -> SimMessage:
     [msg] = await user.wait_for(count=1, timeout=wait_s)
     return msg
+
+
+async def all_messages(user: SimUser, wait_s: float = 20, quiet_s: float = 2) -> list[SimMessage]:
+    """Every message of one answer that may take several: the first within `wait_s`, then until `quiet_s` of quiet."""
+    got = [await one(user, wait_s)]
+    while True:
+        try:
+            got.extend(await user.wait_for(count=1, timeout=quiet_s))
+        except SandboxTimeout:
+            return got
 
 
 async def until_button(user: SimUser, label: str, wait_s: float = 20) -> SimMessage:
@@ -231,6 +206,15 @@ async def test_forget_erases_the_citizen_from_every_table(
     empty = sorted(n for n in tables if not before.get(n) and n not in STAFF_ONLY)
     assert empty == [], f"no row about the citizen was made in {empty}: add a flow or a row to direct_rows"
 
+    # /mydata: a copy of every kind of row kept about the citizen, and nothing raw.
+    await citizen.command("mydata")
+    copy = "\n".join(m.body for m in await all_messages(citizen))
+    content = Content.load()
+    absent = [n for n in tables if before.get(n) and content.text(f"privacy.table_{n}", "vi") not in copy]
+    assert absent == [], f"/mydata left out {absent}"
+    assert "000.00.12.H22-240101-0003" in copy  # the dossier they follow, as the citizen would recognise it
+    assert not contains_pii(copy)
+
     await citizen.command("forget")
     ask = await until_button(citizen, "🗑 Xoá hết")
     await citizen.press(ask, "🗑 Xoá hết")
@@ -255,6 +239,20 @@ async def test_forget_erases_the_citizen_from_every_table(
         assert delivered == 1
         assert others_after == others_before  # the other citizen lost nothing
     assert any('"privacy.forgotten"' in line for line in log_scan.since_mark())
+
+    # The staff group's copies (the ticket post with their name and redacted messages, the relayed message) are
+    # deleted from Telegram after the commit, by the scheduler's next tick.
+    async def group_copies() -> list[dict[str, Any]]:
+        return [m for m in (await sandbox.chat_record(group.chat_id))["messages"] if m["from_bot"]]
+
+    assert len(await group_copies()) >= 2
+    for _ in range(300):
+        if all(m["deleted"] for m in await group_copies()):
+            break
+        await asyncio.sleep(0.1)
+    assert all(m["deleted"] for m in await group_copies()), await group_copies()
+    async with unit_of_work(runtime.sessions) as s:
+        assert await s.scalar(select(func.count()).select_from(StaffCopyDeletion)) == 0
 
 
 async def test_delete_my_data_intent_asks_first_and_keep_it_keeps_everything(
