@@ -51,7 +51,8 @@ nlu-validate: env
 	@$(RASA_ENV) .rasa-venv/bin/rasa data validate --data data/nlu --domain domain.yml --fail-on-warnings
 
 nlu-test: env model
-	@$(RASA_ENV) $(RASA_PY) nlu/tools/evaluate.py --latency --confusion var/nlu/confusion.png
+	@$(RASA_ENV) $(RASA_PY) nlu/tools/evaluate.py --latency --confusion var/nlu/confusion.png \
+		--field-confusion var/nlu/field-confusion.png --baseline nlu/tools/pipelines/a_diet_stock.yml
 
 nlu-parse: env model
 	@$(RASA_ENV) $(RASA_PY) nlu/tools/parse.py $(ARGS)
