@@ -107,7 +107,7 @@ class FeedbackCapability:
             log.info("feedback.vote", topic=topic, vote=1)
             return [Reply(ctx.t("handover.fb_thanks_up"))]
         row.vote, row.awaiting_comment = -1, True
-        if row.review_id is None:
+        if row.review_id is None and not ctx.user.review_opt_out:  # their no to the review queue (/privacy)
             review = NluReview(
                 user_id=ctx.user.id,
                 text=f"[{answer or topic}]",

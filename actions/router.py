@@ -134,8 +134,6 @@ class Assistant:
             return [await self.menu(ctx)]
         if name == "lang":
             return [self._lang_choice(ctx)]
-        if name == "privacy":
-            return [Reply(ctx.t("common.privacy", days=ctx.settings.review_retention_days))]
         for cap in self.capabilities:
             if name in getattr(cap, "commands", ()):
                 return list(await cap.on_command(name, args, inc, ctx))  # type: ignore[attr-defined]
@@ -360,6 +358,8 @@ class Assistant:
         return [await self.menu(ctx, "common.fallback")]
 
     async def _review(self, inc: Incoming, ctx: Context, nlu: Understanding, reason: str) -> None:
+        if ctx.user.review_opt_out:  # the citizen said no to their messages improving the model (/privacy)
+            return
         ctx.session.add(
             NluReview(
                 user_id=ctx.user.id,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Integer, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from store.base import Base, utcnow
@@ -22,6 +22,15 @@ class User(Base):
     fallbacks_in_row: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     last_seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # The privacy notice (data/content/privacy.yml `notice_version`) the citizen accepted, and when: the proof of
+    # consent Law 91/2025/QH15 Art. 9 asks for. `notice_shown` is the last version shown after a change, so a new
+    # version is put in front of them once, not on every message.
+    notice_version: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    notice_accepted_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    notice_shown: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # The citizen said no to their misunderstood messages going to the review queue (used to improve the model).
+    review_opt_out: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    review_choice_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
 
 
 class ProcessedUpdate(Base):
