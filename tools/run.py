@@ -106,6 +106,7 @@ class View:
     label: str
     buttons: list[tuple[SimMessage, int, int]] = field(default_factory=list)
     asked_at: float | None = None  # when the user last wrote here: the answer shows how long it took
+    first_at: float | None = None  # when the first message of the latest burst arrived
 
 
 class ChatSession:
@@ -181,6 +182,7 @@ class ChatSession:
             got = await view.chat.wait_for(count=1, timeout=20)
         except SandboxTimeout as none:
             return list(none.received)
+        view.first_at = time.monotonic()  # before the 0.4 s spent waiting for what follows
         while True:
             try:
                 got += await view.chat.wait_for(count=1, timeout=0.4)
@@ -192,7 +194,9 @@ class ChatSession:
         if view is not self.view:
             lines.append(f"── to {view.label} ──")
         if view.asked_at is not None:
-            lines.append(f"(answered in {time.monotonic() - view.asked_at:.2f} s)")
+            # time to the first message, not counting this chat's own wait for follow-up messages
+            first = view.first_at if view.first_at is not None else time.monotonic()
+            lines.append(f"(answered in {max(first - view.asked_at, 0.0):.2f} s)")
             view.asked_at = None
         numbered: list[tuple[SimMessage, int, int]] = []
         for m in messages:
