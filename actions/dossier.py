@@ -1,34 +1,42 @@
-"""Dossier status: look a dossier up by its code on the portal, follow it, and word the change notices."""
+"""Dossier status: look a dossier up by its code on the portal, follow it, and word the change notices.
+
+A bare code shows only what the portal makes public (procedure and status stage); the full card and following
+need the second factor, the last 4 digits of the applicant's phone number, which the portal checks. New codes
+per citizen per hour are counted in the database, and a per-process token bucket keeps a burst of lookups from
+reaching the portal (and opening its breaker for everyone)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
+import hmac
+import re
 import unicodedata
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import structlog
-from sqlalchemy import ColumnElement, delete, exists, func, select
+from sqlalchemy import ColumnElement, and_, delete, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from actions import callbacks
 from actions.base import Context
 from actions.content import Content
 from actions.feedback import offer_feedback
-from actions.types import Button, Incoming, Reply, Understanding
-from portal.client import DossierNotFound, PortalError, PortalUnavailable, code_ref
+from actions.types import Button, Incoming, Reply
+from portal.budget import LookupBudget
+from portal.client import DossierNotFound, PortalError, PortalUnavailable, VerificationFailed, code_ref
 from portal.codes import find_code, looks_like_code_attempt, normalize_code
 from portal.models import Dossier
 from portal.poller import DossierSource, next_poll_time
-from store.models_dossier import DossierFollow, DossierPrompt
+from store.models_dossier import DossierFollow, DossierLookup, DossierPrompt
 
 log = structlog.get_logger(__name__)
 
-FOLLOW, UNFOLLOW, LIST, PICK, ASK = "ds_follow", "ds_unfollow", "ds_list", "ds_pick", "ds_ask"
-callbacks.register(FOLLOW, UNFOLLOW, LIST, PICK, ASK)
+FOLLOW, UNFOLLOW, LIST, PICK, ASK, VERIFY = "ds_follow", "ds_unfollow", "ds_list", "ds_pick", "ds_ask", "ds_verify"
+callbacks.register(FOLLOW, UNFOLLOW, LIST, PICK, ASK, VERIFY)
 
 # Telegram start parameters allow only A-Za-z0-9_- (64 characters at most); codes never contain "_",
 # so dots travel as "_" and come back unambiguously.
@@ -39,28 +47,17 @@ DEEP_LINK_PREFIX = "dossier_"
 DeadlinesHook = Callable[[AsyncSession, int, str, list[tuple[str, dt.datetime]]], Awaitable[None]]
 _START_PARAM_MAX = 64
 
+_HOUR = dt.timedelta(hours=1)
+_LOOKUP_MEMORY = dt.timedelta(days=1)  # a code looked up longer ago than this counts as new again
+_KEY_TTL = dt.timedelta(hours=1)  # how long a verified lookup lets the citizen follow without the digits again
+_DIGITS = re.compile(r"\s*(\d{4})\s*")
+_DIGITISH = re.compile(r"^[\d\s.\-]{1,12}$")  # a short run of digits: a mistyped answer to the digits question
 
-def _fetch_key(code: str) -> str:
-    return f"dossier:{code}"
 
-
-def _code_in_update(
-    text: str | None, callback: tuple[str, tuple[str, ...]] | None, nlu: Understanding | None
-) -> str | None:
-    """The dossier code an update may look up: the same places `on_intent`, `on_text`, `on_deep_link` and the
-    [Follow]/[pick] buttons take it from."""
-    if callback is not None:
-        action, args = callback
-        return normalize_code(args[0]) if action in (FOLLOW, PICK) and args else None
-    if not text:
-        return None
-    if text.startswith("/"):
-        head, _sep, args_text = text.partition(" ")
-        if head[1:].split("@", 1)[0].lower() != "start":
-            return None
-        return decode_start_payload(args_text.strip())
-    raw = nlu.entity("dossier_code") if nlu is not None else None
-    return normalize_code(raw) or find_code(text)
+def code_digest(code: str, secret: str) -> str:
+    """The keyed hash a looked-up code is stored as: the quota and the button check compare digests, and the
+    table reveals no code (the key is the portal client secret, which only the bot knows)."""
+    return hmac.new(b"dossier-lookup\x00" + secret.encode(), code.encode(), hashlib.sha256).hexdigest()
 
 
 def encode_start_payload(code: str) -> str:
@@ -128,15 +125,22 @@ def render_card(content: Content, lang: str, tz: ZoneInfo, dossier: Dossier, *, 
     lines = [
         t("card_title", code=dossier.code),
         t("card_procedure", procedure=dossier.procedure_name),
-        t("card_applicant", name=mask_name(dossier.applicant_name)),
         t("card_status", status=status_label(content, lang, status)),
-        t("card_next", next=t(f"next_{status}")),
     ]
+    if not dossier.full:
+        # The public view of a bare code: the portal sent nothing more, and nothing more is shown.
+        lines.append("")
+        lines.append(t("card_public"))
+        return "\n".join(lines)
+    if dossier.applicant_name:
+        lines.insert(2, t("card_applicant", name=mask_name(dossier.applicant_name)))
+    lines.append(t("card_next", next=t(f"next_{status}")))
     if dossier.received_at is not None:
         lines.append(t("card_received", date=format_date(dossier.received_at, tz)))
     if dossier.appointment_at is not None:
         lines.append(t("card_due", date=format_date(dossier.appointment_at, tz)))
-    lines.append(t("card_agency", agency=dossier.agency))
+    if dossier.agency:
+        lines.append(t("card_agency", agency=dossier.agency))
     if dossier.supplement is not None:
         lines.append("")
         lines.append(t("card_missing"))
@@ -181,7 +185,7 @@ class DossierCapability:
     """Answers `check_status`; owns the `ds_` buttons; waits for a typed code after asking for one."""
 
     intents: tuple[str, ...] = ("check_status",)
-    callbacks: tuple[str, ...] = (FOLLOW, UNFOLLOW, LIST, PICK, ASK)
+    callbacks: tuple[str, ...] = (FOLLOW, UNFOLLOW, LIST, PICK, ASK, VERIFY)
 
     def __init__(
         self,
@@ -191,12 +195,20 @@ class DossierCapability:
         prompt_ttl_s: float = 600.0,
         on_deadlines: DeadlinesHook | None = None,
         service: str = "portal",
+        lookups_per_hour: int = 10,
+        budget: LookupBudget | None = None,
+        verify_tries: int = 3,
+        verify_lock_s: float = 1800.0,
     ) -> None:
         self.max_follows = max_follows
         self.poll_interval_s = poll_interval_s
         self.prompt_ttl = dt.timedelta(seconds=prompt_ttl_s)
         self._on_deadlines = on_deadlines
         self._service = service
+        self.lookups_per_hour = lookups_per_hour
+        self.budget = budget if budget is not None else LookupBudget(1.0, 10)
+        self.verify_tries = verify_tries
+        self.verify_lock = dt.timedelta(seconds=verify_lock_s)
 
     # ----------------------------------------------------------------- entry points
 
@@ -204,8 +216,9 @@ class DossierCapability:
         raw = inc.nlu.entity("dossier_code") if inc.nlu is not None else None
         code = normalize_code(raw) or find_code(inc.text)
         if code is not None:
+            replies = await self._lookup(code, ctx)
             await self._clear_prompt(ctx)
-            return await self._lookup(code, ctx)
+            return replies
         await self._set_prompt(ctx)
         if raw or looks_like_code_attempt(inc.text):
             return [Reply(ctx.t("dossier.invalid_code"))]
@@ -221,12 +234,21 @@ class DossierCapability:
         return prompt is not None and prompt.expires_at > ctx.now
 
     async def on_text(self, inc: Incoming, ctx: Context) -> list[Reply]:
-        """The text typed after we asked for a code. [] when it is not one: the router then reads it as usual."""
+        """The text typed after we asked for a code, or for a dossier's phone digits. [] when it is neither: the
+        router then reads it as usual."""
         code = find_code(inc.text)
         if code is not None:
+            replies = await self._lookup(code, ctx)
             await self._clear_prompt(ctx)
-            return await self._lookup(code, ctx)
-        if looks_like_code_attempt(inc.text):
+            return replies
+        prompt = await ctx.session.get(DossierPrompt, ctx.user.id)
+        if prompt is not None and prompt.verify_code is not None:
+            digits = _DIGITS.fullmatch(inc.text or "")
+            if digits is not None:
+                return await self._verify(prompt.verify_code, digits[1], ctx)
+            if _DIGITISH.match((inc.text or "").strip()):
+                return [Reply(ctx.t("dossier.verify_format"))]
+        elif looks_like_code_attempt(inc.text):
             return [Reply(ctx.t("dossier.invalid_code"))]
         await self._clear_prompt(ctx)  # the citizen moved on to something else
         return []
@@ -256,7 +278,13 @@ class DossierCapability:
         if action == UNFOLLOW:
             return [await self._unfollow(code, ctx)]
         if action == PICK:
+            # Only a dossier this citizen looked up or follows: the payload is theirs to forge, not a code's key.
+            if not await self._reached(code, ctx):
+                log.info("dossier_pick_refused", dossier=code_ref(code))
+                return [Reply(ctx.t("dossier.bad_button"))]
             return await self._lookup(code, ctx)
+        if action == VERIFY:
+            return [await self._ask_digits(code, ctx)]
         return [Reply(ctx.t("dossier.bad_button"))]
 
     # ----------------------------------------------------------------- behaviour
@@ -265,52 +293,61 @@ class DossierCapability:
         portal: DossierSource = ctx.services[self._service]
         return portal
 
-    async def prefetch(
-        self,
-        text: str | None,
-        callback: tuple[str, tuple[str, ...]] | None,
-        nlu: Understanding | None,
-        services: Mapping[str, Any],
-    ) -> dict[str, object]:
-        """Looks up, before the update's transaction opens, the dossier this update may show or follow: the
-        portal may take its whole deadline (8 s), and a transaction held that long would hold SQLite's one write
-        lock, and so every other citizen's answer, with it. Decided from the update alone (a code in the text or
-        the NLU's entity, a deep link, a [Follow] or a followed dossier's button); a code typed without the
-        assistant waiting for one costs a lookup nobody reads, which is rare and cheap next to that."""
-        code = _code_in_update(text, callback, nlu)
-        if code is None or self._service not in services:
-            return {}
-        portal: DossierSource = services[self._service]
-        outcome: object
+    async def _fetch(self, code: str, ctx: Context, *, key: str | None = None) -> Dossier | _NoDossier:
+        """The dossier (its full view with a valid dossier key, else its public view), or the reply that explains
+        why there is none. Called before the handler's first write, so no write lock waits on the portal."""
         try:
-            outcome = await portal.get_dossier(code)
-        except PortalError as exc:  # DossierNotFound and PortalUnavailable too: the handler words each
-            outcome = exc
-        return {_fetch_key(code): outcome}
+            try:
+                return await self._portal(ctx).get_dossier(code, key=key)
+            except VerificationFailed:
+                if key is None:
+                    raise
+                log.info("dossier_key_refused", dossier=code_ref(code))  # revoked: the public view still answers
+                return await self._portal(ctx).get_dossier(code)
+        except PortalError as exc:
+            return self._no_dossier(exc, code, ctx)
 
-    async def _fetch(self, code: str, ctx: Context) -> Dossier | _NoDossier:
-        """The dossier, or the reply that explains why there is none."""
-        try:
-            fetched = ctx.fetched.get(_fetch_key(code))
-            if isinstance(fetched, Dossier):
-                return fetched
-            if isinstance(fetched, PortalError):
-                raise fetched
-            # Not looked up beforehand (a caller without the channel's prefetch step, e.g. a direct call).
-            return await self._portal(ctx).get_dossier(code)
-        except DossierNotFound:
+    def _no_dossier(self, exc: PortalError, code: str, ctx: Context) -> _NoDossier:
+        if isinstance(exc, DossierNotFound):
             return _NoDossier(Reply(ctx.t("dossier.not_found", code=code), ((self._other_button(ctx),),)))
-        except PortalUnavailable:
+        if isinstance(exc, PortalUnavailable):
             return _NoDossier(Reply(ctx.t("dossier.portal_down")), unavailable=True)
-        except PortalError:
-            log.warning("dossier_lookup_failed", dossier=code_ref(code))
-            return _NoDossier(Reply(ctx.t("dossier.portal_error")))
+        log.warning("dossier_lookup_failed", dossier=code_ref(code))
+        return _NoDossier(Reply(ctx.t("dossier.portal_error")))
+
+    async def _gate(self, code: str, ctx: Context) -> tuple[DossierFollow | None, DossierLookup | None, Reply | None]:
+        """May this citizen look this code up now? Their follow and lookup rows, and the refusal if not: a new code
+        over the hourly quota, or the process's lookup budget spent (then the portal is not called at all)."""
+        with ctx.session.no_autoflush:  # reads only: nothing is written (no write lock taken) before the portal call
+            follow = await self._follow_row(ctx, code)
+            lookup = await self._lookup_row(ctx, code)
+            if follow is None and (lookup is None or self._forgotten(lookup, ctx)):
+                recent = await ctx.session.scalar(
+                    select(func.count())
+                    .select_from(DossierLookup)
+                    .where(DossierLookup.user_id == ctx.user.id, DossierLookup.first_at > ctx.now - _HOUR)
+                )
+                if int(recent or 0) >= self.lookups_per_hour:
+                    log.info("dossier_quota_refused", user=ctx.user.id, limit=self.lookups_per_hour)
+                    return follow, lookup, Reply(ctx.t("dossier.quota", limit=self.lookups_per_hour))
+        if not self.budget.take():
+            log.warning("dossier_lookup_budget_spent", dossier=code_ref(code))
+            return follow, lookup, Reply(ctx.t("dossier.busy"))
+        return follow, lookup, None
 
     async def _lookup(self, code: str, ctx: Context) -> list[Reply]:
-        dossier = await self._fetch(code, ctx)
+        follow, lookup, refusal = await self._gate(code, ctx)
+        if refusal is not None:
+            return [refusal]
+        dossier = await self._fetch(code, ctx, key=self._key_for(follow, lookup, ctx))
         if isinstance(dossier, _NoDossier):
+            if not dossier.unavailable:  # the portal answered: the code counts, found or not
+                await self._record(code, ctx, lookup)
             return [dossier.reply]
-        follow = await self._follow_row(ctx, code)
+        await self._record(code, ctx, lookup)
+        return await self._show(code, dossier, follow, ctx)
+
+    async def _show(self, code: str, dossier: Dossier, follow: DossierFollow | None, ctx: Context) -> list[Reply]:
         ended = False
         if follow is not None and dossier.final:
             # Closed: nothing more to follow, and the code is not kept.
@@ -330,6 +367,8 @@ class DossierCapability:
         rows: list[tuple[Button, ...]] = []
         if follow is not None:
             rows.append((Button(ctx.t("dossier.btn_unfollow"), callbacks.encode(UNFOLLOW, code)),))
+        elif not dossier.full:  # a closed dossier too: its full card says why and what now
+            rows.append((Button(ctx.t("dossier.btn_verify"), callbacks.encode(VERIFY, code)),))
         elif not dossier.final:
             rows.append((Button(ctx.t("dossier.btn_follow"), callbacks.encode(FOLLOW, code)),))
         rows.append(self._nav_row(ctx, count))
@@ -341,9 +380,22 @@ class DossierCapability:
         count = await self._count(ctx)
         if count >= self.max_follows:
             return Reply(ctx.t("dossier.follow_limit", limit=self.max_follows), (self._nav_row(ctx, count),))
-        result = await self._fetch(code, ctx)
+        with ctx.session.no_autoflush:
+            lookup = await self._lookup_row(ctx, code)
+        if lookup is None:  # a code this citizen never looked up: a forged or stale button
+            log.info("dossier_follow_refused", dossier=code_ref(code))
+            return Reply(ctx.t("dossier.bad_button"))
+        key = self._key_for(None, lookup, ctx)
+        if key is None:  # following reveals changes over time: it needs the second factor too
+            return await self._ask_digits(code, ctx)
+        if not self.budget.take():
+            return Reply(ctx.t("dossier.busy"))
+        result = await self._fetch(code, ctx, key=key)
         dossier: Dossier | None = None
         if isinstance(result, Dossier):
+            if not result.full:  # the portal no longer takes the key: ask for the digits again
+                lookup.access_key = lookup.key_until = None
+                return await self._ask_digits(code, ctx)
             dossier = result
         elif not result.unavailable:
             return result.reply  # unknown code or unreadable answer: nothing to follow
@@ -359,6 +411,7 @@ class DossierCapability:
             fingerprint=dossier.fingerprint() if dossier else None,
             last_status=int(dossier.status.code) if dossier else None,
             next_poll_at=next_poll_time(code, ctx.now, self.poll_interval_s) if dossier else ctx.now,
+            access_key=key,
         )
         ctx.session.add(follow)
         await ctx.session.flush()
@@ -367,6 +420,124 @@ class DossierCapability:
             await self._on_deadlines(ctx.session, ctx.user.id, code, dossier.deadlines())
         key = "dossier.followed" if dossier is not None else "dossier.followed_portal_down"
         return Reply(ctx.t(key, code=code), self._unfollow_rows(ctx, code))
+
+    async def _ask_digits(self, code: str, ctx: Context) -> Reply:
+        """Ask for the second factor of a dossier the citizen reached (looked up or follows)."""
+        with ctx.session.no_autoflush:
+            lookup = await self._lookup_row(ctx, code)
+            if lookup is None and await self._follow_row(ctx, code) is None:
+                log.info("dossier_verify_refused", dossier=code_ref(code))
+                return Reply(ctx.t("dossier.bad_button"))
+        if lookup is not None and self._locked(lookup, ctx):
+            return Reply(ctx.t("dossier.verify_locked", code=code, minutes=self._lock_minutes(lookup, ctx)))
+        await self._set_prompt(ctx, verify_code=code)
+        return Reply(ctx.t("dossier.verify_ask", code=code))
+
+    async def _verify(self, code: str, digits: str, ctx: Context) -> list[Reply]:
+        """The citizen typed the last 4 digits of the phone number for `code`: the portal checks them (the digits
+        are sent, never stored nor logged); a right answer shows the full card and keeps the portal's dossier key
+        for following, `verify_tries` wrong ones lock the code for this citizen for `verify_lock`."""
+        with ctx.session.no_autoflush:
+            follow = await self._follow_row(ctx, code)
+            lookup = await self._lookup_row(ctx, code)
+        if lookup is None and follow is None:
+            await self._clear_prompt(ctx)
+            return [Reply(ctx.t("dossier.bad_button"))]
+        if lookup is not None and self._locked(lookup, ctx):
+            await self._clear_prompt(ctx)
+            return [Reply(ctx.t("dossier.verify_locked", code=code, minutes=self._lock_minutes(lookup, ctx)))]
+        if not self.budget.take():
+            return [Reply(ctx.t("dossier.busy"))]
+        try:
+            dossier = await self._portal(ctx).get_dossier(code, phone_last4=digits)
+        except VerificationFailed:
+            row = await self._record(code, ctx, lookup)
+            row.failures += 1
+            log.info("dossier_verify_failed", dossier=code_ref(code), failures=row.failures)
+            if row.failures < self.verify_tries:
+                return [Reply(ctx.t("dossier.verify_wrong", left=self.verify_tries - row.failures))]
+            row.failures, row.locked_until = 0, ctx.now + self.verify_lock
+            row.access_key = row.key_until = None
+            await self._clear_prompt(ctx)
+            return [Reply(ctx.t("dossier.verify_locked", code=code, minutes=self._lock_minutes(row, ctx)))]
+        except PortalError as exc:
+            return [self._no_dossier(exc, code, ctx).reply]
+        row = await self._record(code, ctx, lookup)
+        row.failures = 0
+        if dossier.full and dossier.dossier_key:
+            row.access_key, row.key_until = dossier.dossier_key, ctx.now + _KEY_TTL
+            if follow is not None:
+                follow.access_key = dossier.dossier_key
+        log.info("dossier_verified", dossier=code_ref(code))
+        await self._clear_prompt(ctx)
+        return await self._show(code, dossier, follow, ctx)
+
+    async def _reached(self, code: str, ctx: Context) -> bool:
+        """Did this citizen legitimately reach this code: do they follow it, or did they look it up themselves?"""
+        digest = code_digest(code, ctx.settings.portal_client_secret.get_secret_value())
+        found = await ctx.session.scalar(
+            select(
+                or_(
+                    exists().where(DossierFollow.user_id == ctx.user.id, DossierFollow.code == code),
+                    exists().where(
+                        and_(
+                            DossierLookup.user_id == ctx.user.id,
+                            DossierLookup.code_hash == digest,
+                            DossierLookup.last_at > ctx.now - _LOOKUP_MEMORY,
+                        )
+                    ),
+                )
+            )
+        )
+        return bool(found)
+
+    async def _lookup_row(self, ctx: Context, code: str) -> DossierLookup | None:
+        digest = code_digest(code, ctx.settings.portal_client_secret.get_secret_value())
+        return await ctx.session.scalar(
+            select(DossierLookup).where(DossierLookup.user_id == ctx.user.id, DossierLookup.code_hash == digest)
+        )
+
+    async def _record(self, code: str, ctx: Context, lookup: DossierLookup | None) -> DossierLookup:
+        """Count this code as looked up by the citizen (a new one once; one seen again keeps its first time)."""
+        if lookup is None:
+            # Codes looked up longer ago than a day are forgotten (the quota and the button check need no more).
+            await ctx.session.execute(
+                delete(DossierLookup).where(
+                    DossierLookup.user_id == ctx.user.id, DossierLookup.last_at < ctx.now - _LOOKUP_MEMORY
+                )
+            )
+            lookup = DossierLookup(
+                user_id=ctx.user.id,
+                code_hash=code_digest(code, ctx.settings.portal_client_secret.get_secret_value()),
+                first_at=ctx.now,
+                last_at=ctx.now,
+                failures=0,
+            )
+            ctx.session.add(lookup)
+        else:
+            if self._forgotten(lookup, ctx):
+                lookup.first_at = ctx.now
+            lookup.last_at = ctx.now
+        return lookup
+
+    def _forgotten(self, lookup: DossierLookup, ctx: Context) -> bool:
+        return lookup.last_at <= ctx.now - _LOOKUP_MEMORY
+
+    def _locked(self, lookup: DossierLookup, ctx: Context) -> bool:
+        return lookup.locked_until is not None and lookup.locked_until > ctx.now
+
+    def _lock_minutes(self, lookup: DossierLookup, ctx: Context) -> int:
+        left = (lookup.locked_until - ctx.now).total_seconds() if lookup.locked_until else 0.0
+        return max(1, -(-int(left) // 60))
+
+    def _key_for(self, follow: DossierFollow | None, lookup: DossierLookup | None, ctx: Context) -> str | None:
+        """The portal's dossier key this citizen holds for the code, if any: their follow's, or a recent
+        verification's."""
+        if follow is not None and follow.access_key:
+            return follow.access_key
+        if lookup is not None and lookup.access_key and lookup.key_until is not None and lookup.key_until > ctx.now:
+            return lookup.access_key
+        return None
 
     async def _unfollow(self, code: str, ctx: Context) -> Reply:
         follow = await self._follow_row(ctx, code)
@@ -398,12 +569,16 @@ class DossierCapability:
 
     # ----------------------------------------------------------------- storage and buttons
 
-    async def _set_prompt(self, ctx: Context) -> None:
+    async def _set_prompt(self, ctx: Context, verify_code: str | None = None) -> None:
+        """Wait for a typed code, or (verify_code) for the last 4 phone digits of that dossier."""
         prompt = await ctx.session.get(DossierPrompt, ctx.user.id)
         if prompt is None:
-            ctx.session.add(DossierPrompt(user_id=ctx.user.id, expires_at=ctx.now + self.prompt_ttl))
+            ctx.session.add(
+                DossierPrompt(user_id=ctx.user.id, expires_at=ctx.now + self.prompt_ttl, verify_code=verify_code)
+            )
         else:
             prompt.expires_at = ctx.now + self.prompt_ttl
+            prompt.verify_code = verify_code
 
     async def _clear_prompt(self, ctx: Context) -> None:
         await ctx.session.execute(delete(DossierPrompt).where(DossierPrompt.user_id == ctx.user.id))

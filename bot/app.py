@@ -52,6 +52,7 @@ from core.flood import FloodGuard
 from core.settings import Settings
 from nlu.client import NluClient, NluUnavailable
 from portal.breaker import CircuitBreaker
+from portal.budget import LookupBudget
 from portal.client import PortalClient
 from portal.models import Dossier
 from portal.poller import DossierPoller
@@ -156,6 +157,10 @@ def build_capabilities(w: Wiring) -> list[Capability]:
             max_follows=s.dossier_max_follows,
             poll_interval_s=s.portal_poll_interval_s,
             on_deadlines=dossier_deadlines,
+            lookups_per_hour=s.dossier_lookups_per_hour,
+            budget=LookupBudget(s.dossier_lookup_rps, s.dossier_lookup_burst),
+            verify_tries=s.dossier_verify_tries,
+            verify_lock_s=s.dossier_verify_lock_minutes * 60.0,
         ),
         EidCapability(content),
         ProceduresCapability(content),

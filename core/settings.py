@@ -59,6 +59,11 @@ class Settings(BaseSettings):
     portal_budget_rps: float = 2.0  # the most requests per second the poller may send to the portal
     portal_poll_run_s: float = 5.0  # the poller wakes this often and uses at most budget × this many requests
     dossier_max_follows: int = 10
+    dossier_lookups_per_hour: int = 10  # new codes one citizen may look up per hour (codes seen before are free)
+    dossier_lookup_rps: float = 1.0  # citizens' lookups this process may send the portal per second, on average…
+    dossier_lookup_burst: int = 20  # …and at most this many at once; beyond that citizens are asked to wait a minute
+    dossier_verify_tries: int = 3  # wrong phone digits for one dossier before it is locked for the citizen
+    dossier_verify_lock_minutes: int = 30
 
     # Behaviour
     # The province's commune-level units (news areas); another province drops in its own file (checked at start).

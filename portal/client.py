@@ -33,6 +33,19 @@ class DossierNotFound(PortalError):
         self.code = code
 
 
+class VerificationFailed(PortalError):
+    """The portal refused the second factor (or the dossier key) sent for this dossier (403)."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__("verification failed")
+        self.code = code
+
+
+# The second factor and the key travel in headers, not in the URL, so no access log or proxy records them.
+PHONE_HEADER = "X-Applicant-Phone-Last4"
+KEY_HEADER = "X-Dossier-Key"
+
+
 class PortalUnavailable(PortalError):
     """The portal did not answer in time, keeps failing, or the breaker is open."""
 
@@ -127,15 +140,22 @@ class PortalClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def get_dossier(self, code: str) -> Dossier:
-        """The dossier with this (normalised) code.
+    async def get_dossier(self, code: str, *, phone_last4: str | None = None, key: str | None = None) -> Dossier:
+        """The dossier with this (normalised) code: its public view, or the full view with the last 4 digits of
+        the applicant's phone number (`phone_last4`) or a dossier key the portal issued with an earlier full view.
 
-        Raises DossierNotFound (404), PortalUnavailable (timeouts, connection errors, 5xx or 429 until the
-        attempts or the deadline run out, or the breaker is open) or PortalError (anything else unusable).
+        Raises DossierNotFound (404), VerificationFailed (403: wrong digits or key), PortalUnavailable (timeouts,
+        connection errors, 5xx or 429 until the attempts or the deadline run out, or the breaker is open) or
+        PortalError (anything else unusable).
         """
         ref = code_ref(code)
         deadline = self._clock() + self.deadline_s
         path = f"/dossiers/{quote(code, safe='')}"
+        factor: dict[str, str] = {}
+        if phone_last4 is not None:
+            factor[PHONE_HEADER] = phone_last4
+        elif key is not None:
+            factor[KEY_HEADER] = key
         refreshed = False
         attempt = 0
         while True:
@@ -144,7 +164,7 @@ class PortalClient:
                 log.debug("portal_breaker_open", dossier=ref, retry_in_s=round(self.breaker.retry_in(), 1))
                 raise PortalUnavailable("circuit breaker is open")
             try:
-                response = await self._attempt(code, path, deadline)
+                response = await self._attempt(code, path, deadline, factor)
             except _Retryable as exc:
                 self.breaker.failure()
                 delay = self._backoff(attempt, exc.retry_after)
@@ -191,12 +211,12 @@ class PortalClient:
             connect=min(self.connect_timeout, remaining),
         )
 
-    async def _attempt(self, code: str, path: str, deadline: float) -> httpx.Response:
+    async def _attempt(self, code: str, path: str, deadline: float, factor: dict[str, str]) -> httpx.Response:
         """One GET with a valid token: the 2xx response, or an exception saying what to do next."""
         try:
             token = await self._bearer(deadline)
             response = await self._http.get(
-                path, headers={"Authorization": f"Bearer {token}"}, timeout=self._timeout(deadline)
+                path, headers={"Authorization": f"Bearer {token}", **factor}, timeout=self._timeout(deadline)
             )
             response.raise_for_status()
         except httpx.TimeoutException as exc:
@@ -206,6 +226,8 @@ class PortalClient:
         except httpx.HTTPStatusError as exc:
             if exc.response.status_code == httpx.codes.NOT_FOUND:
                 raise DossierNotFound(code) from None
+            if exc.response.status_code == httpx.codes.FORBIDDEN:
+                raise VerificationFailed(code) from None
             if exc.response.status_code == httpx.codes.UNAUTHORIZED:
                 raise _Unauthorized(token) from None
             raise _classify(exc) from exc

@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import json
 from enum import IntEnum
+from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -69,16 +70,27 @@ class HistoryEntry(_Wire):
 
 
 class Dossier(_Wire):
+    """A dossier as the portal shows it: the public view of a bare code (code, procedure, status) or, after the
+    applicant's second factor, the full view (docs/portal-api.yaml, "Who sees what")."""
+
     code: str = Field(min_length=1, max_length=40)
     procedure_name: str
-    applicant_name: str
+    # "public" unless the portal says otherwise: nothing beyond the public fields is shown from an answer that
+    # does not say it is the full view.
+    access: Literal["public", "full"] = "public"
+    dossier_key: str | None = Field(default=None, max_length=128)  # full view only: a key for later reads
+    applicant_name: str | None = None
     status: StatusInfo
     received_at: AwareDatetime | None = None
     appointment_at: AwareDatetime | None = None
-    agency: str
+    agency: str | None = None
     supplement: Supplement | None = None
     fee: Fee | None = None
     history: list[HistoryEntry] = Field(default_factory=list)
+
+    @property
+    def full(self) -> bool:
+        return self.access == "full"
 
     @property
     def final(self) -> bool:
@@ -90,6 +102,7 @@ class Dossier(_Wire):
         The applicant's name is left out: a digest of it would still be personal data at rest.
         """
         state = {
+            "access": self.access,
             "status": int(self.status.code),
             "appointment_at": self.appointment_at.isoformat() if self.appointment_at else None,
             "supplement": self.supplement.model_dump(mode="json") if self.supplement else None,

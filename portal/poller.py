@@ -33,7 +33,7 @@ _EPOCH = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
 
 
 class DossierSource(Protocol):
-    async def get_dossier(self, code: str) -> Dossier: ...
+    async def get_dossier(self, code: str, *, phone_last4: str | None = None, key: str | None = None) -> Dossier: ...
 
 
 def next_poll_time(code: str, now: dt.datetime, interval_s: float) -> dt.datetime:
@@ -101,6 +101,7 @@ class _Claim:
     chat_id: int
     lang: str
     code: str
+    key: str | None  # the portal's dossier key from the citizen's verification (the full view), if any
 
 
 class DossierPoller:
@@ -159,7 +160,9 @@ class DossierPoller:
             await self._pacer.wait()
             report.requests += 1
             try:
-                dossier = await self._portal.get_dossier(code)
+                # Every follower proved the second factor; one key reads the dossier for them all.
+                key = next((c.key for c in followers if c.key), None)
+                dossier = await self._portal.get_dossier(code, key=key)
             except PortalUnavailable:
                 report.outage = True
                 log.warning("dossier_poll_outage", dossier=code_ref(code))
@@ -212,7 +215,7 @@ class DossierPoller:
             for follow, chat_id, lang in rows.all():
                 # The lease: if this process dies before it is done, the row falls due again by itself.
                 follow.next_poll_at = lease_until
-                claims.append(_Claim(follow.id, follow.user_id, chat_id, lang, follow.code))
+                claims.append(_Claim(follow.id, follow.user_id, chat_id, lang, follow.code, follow.access_key))
             return claims
 
     async def _back_off(self, followers: list[_Claim], report: PollReport) -> None:

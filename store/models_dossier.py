@@ -1,4 +1,4 @@
-"""Tables of the dossier-status capability: followed dossiers, and a pending "please send the code" question."""
+"""Tables of the dossier-status capability: followed dossiers, codes looked up (hashed), pending questions."""
 
 from __future__ import annotations
 
@@ -29,6 +29,9 @@ class DossierFollow(Base):
     failures: Mapped[int] = mapped_column(Integer, default=0)  # consecutive failed polls, for back-off
     notified_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # The portal's dossier key, issued when the citizen proved the second factor (docs/portal-api.yaml): the
+    # poller sends it to read the full dossier. A revocable grant for this one dossier, not the factor itself.
+    access_key: Mapped[str | None] = mapped_column(String(128), default=None)
 
 
 class DossierPrompt(Base):
@@ -41,3 +44,24 @@ class DossierPrompt(Base):
         BigInteger, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
     )
     expires_at: Mapped[dt.datetime]
+    # Set while the question is "the last 4 digits of the phone number on dossier <code>" rather than "a code".
+    verify_code: Mapped[str | None] = mapped_column(String(40), default=None)
+
+
+class DossierLookup(Base):
+    """A dossier code a citizen looked up: the per-citizen quota counts new ones, and only codes reached this way
+    (or followed) may be shown again by a button. The code is kept as a keyed hash (actions.dossier.code_digest),
+    never in clear; the row also carries the wrong second-factor tries and the portal's key once one was right."""
+
+    __tablename__ = "dossier_lookups"
+    __table_args__ = (UniqueConstraint("user_id", "code_hash"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"))
+    code_hash: Mapped[str] = mapped_column(String(64))
+    first_at: Mapped[dt.datetime] = mapped_column(index=True)
+    last_at: Mapped[dt.datetime]
+    failures: Mapped[int] = mapped_column(Integer, default=0)  # wrong second-factor tries since the last lock
+    locked_until: Mapped[dt.datetime | None] = mapped_column(default=None)
+    access_key: Mapped[str | None] = mapped_column(String(128), default=None)  # from a verified full lookup
+    key_until: Mapped[dt.datetime | None] = mapped_column(default=None)

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from actions.content import Content
 from actions.dossier import encode_start_payload, mask_name
 from nlu.server import RasaServer
-from sandbox.portal.server import PortalEmulator
+from sandbox.portal.server import PortalEmulator, load_seed
 from sandbox.telegram.client import SandboxClient, SimMessage, SimUser
 from store.db import unit_of_work
 from store.models import User
@@ -26,6 +26,7 @@ PROCESSING = "000.00.12.H22-240101-0003"  # status 4 in the seed
 RECEIVED = "000.00.12.H22-240103-0002"  # status 2
 NEW = "000.00.12.H22-240102-0001"  # status 1
 CONTENT = Content.load()
+DIGITS = {d.code: d.phone[-4:] for d in load_seed().dossiers}  # the last 4 digits of each applicant's phone
 
 # One seed dossier per status, each looked up with another way of asking (with and without diacritics).
 BY_STATUS = [
@@ -61,6 +62,19 @@ async def ask(user: SimUser, text: str, wait_s: float = 15) -> SimMessage:
     return await one(user, wait_s)
 
 
+async def unlock(user: SimUser, card: SimMessage, code: str, label: str = "🔑 Xem chi tiết và theo dõi") -> SimMessage:
+    """Press [Details and follow] under a public card and type the applicant's phone digits: the full card."""
+    await user.press(card, label)
+    assert "4" in plain(await one(user))
+    return await ask(user, DIGITS[code])
+
+
+async def follow(user: SimUser, code: str) -> str:
+    card = await unlock(user, await ask(user, f"tra cứu hồ sơ {code}"), code)
+    await user.press(card, "🔔 Theo dõi hồ sơ này")
+    return plain(await one(user))
+
+
 async def test_a_lookup_by_sentence_in_every_status_shows_its_label_and_next_step_with_the_name_masked(
     sandbox: SandboxClient, bots: BotRunner, rasa: RasaServer, portal: PortalEmulator, db_url: str
 ) -> None:
@@ -68,14 +82,17 @@ async def test_a_lookup_by_sentence_in_every_status_shows_its_label_and_next_ste
     an = await sandbox.user(5001, first_name="An", language_code="vi")
     for status, code, sentence in BY_STATUS:
         assert portal.dossier(code).status == status  # the seed still has one dossier per status
-        card = plain(await ask(an, sentence.format(code=code)))
+        public = await ask(an, sentence.format(code=code))
+        assert code in plain(public) and vi(f"status_{status}") in plain(public), sentence
+        assert vi(f"next_{status}") not in plain(public) and "Người nộp" not in plain(public), sentence
+        card = plain(await unlock(an, public, code))
         assert code in card, sentence
         assert vi(f"status_{status}") in card, sentence
         assert vi(f"next_{status}") in card, sentence
         name = portal.dossier(code).applicant
         assert mask_name(name) in card and name not in card, sentence
     # Status 5 lists what is missing; status 6 what is owed.
-    assert portal.count() == len(BY_STATUS)
+    assert portal.count() == 2 * len(BY_STATUS)  # the public view, then the full one
 
 
 async def test_an_english_speaker_gets_the_card_in_english(
@@ -83,7 +100,8 @@ async def test_an_english_speaker_gets_the_card_in_english(
 ) -> None:
     await bots.start(db_url, rasa_url=rasa.url, **portal_settings(portal))
     oanh = await sandbox.user(5013, first_name="Oanh", language_code="en")
-    card = plain(await ask(oanh, f"what is the status of my dossier {PROCESSING}"))
+    public = await ask(oanh, f"what is the status of my dossier {PROCESSING}")
+    card = plain(await unlock(oanh, public, PROCESSING, "🔑 Details and follow"))
     english = [CONTENT.text(f"dossier.{key}", "en") for key in ("status_4", "next_4")]
     assert all(line in card for line in english) and "N*** V** A" in card and "Nguyễn Văn An" not in card
 
@@ -112,11 +130,10 @@ async def test_where_is_my_dossier_asks_for_the_code_and_offers_the_followed_one
     assert "mã hồ sơ" in plain(first) and first.labels == []  # nothing followed yet: just the question
     card = await ask(cuong, PROCESSING)  # the typed answer is read as the code asked for
     assert vi("status_4") in plain(card)
+    card = await unlock(cuong, card, PROCESSING)
     await cuong.press(card, "🔔 Theo dõi hồ sơ này")
     await one(cuong)
-    card = await ask(cuong, f"tra cứu hồ sơ {RECEIVED}")
-    await cuong.press(card, "🔔 Theo dõi hồ sơ này")
-    await one(cuong)
+    assert "Đã theo dõi" in await follow(cuong, RECEIVED)
 
     again = await ask(cuong, "hồ sơ của tôi đến đâu rồi")
     assert "mã hồ sơ" in plain(again) and vi("ask_code_followed") in plain(again)
@@ -233,9 +250,7 @@ async def test_a_followed_dossier_is_announced_exactly_once_per_change_also_acro
     fast_polls = {"portal_poll_interval_s": 1.0, "portal_poll_run_s": 0.5, **portal_settings(portal)}
     first = await bots.start(db_url, rasa_url=rasa.url, **fast_polls)
     kim = await sandbox.user(5008, first_name="Kim", language_code="vi")
-    card = await ask(kim, f"tra cứu hồ sơ {NEW}")
-    await kim.press(card, "🔔 Theo dõi hồ sơ này")
-    await one(kim)
+    assert "Đã theo dõi" in await follow(kim, NEW)
     portal.advance(NEW)  # 1 → 2
     notice = plain(await one(kim, wait_s=20))
     assert NEW in notice and vi("status_2") in notice
@@ -260,9 +275,7 @@ async def test_a_citizen_who_blocked_the_bot_is_marked_inactive_and_gets_the_cha
         db_url, rasa_url=rasa.url, portal_poll_interval_s=1.0, portal_poll_run_s=0.5, **portal_settings(portal)
     )
     lan = await sandbox.user(5012, first_name="Lan", language_code="vi")
-    card = await ask(lan, f"tra cứu hồ sơ {NEW}")
-    await lan.press(card, "🔔 Theo dõi hồ sơ này")
-    await one(lan)
+    assert "Đã theo dõi" in await follow(lan, NEW)
     await lan.block()
     portal.advance(NEW)  # 1 → 2: the notice cannot be delivered
 
@@ -304,16 +317,30 @@ async def test_following_stops_at_the_limit_per_citizen(
     minh = await sandbox.user(5010, first_name="Minh", language_code="vi")
     other = await sandbox.user(5011, first_name="Nam", language_code="vi")
     for code in (NEW, RECEIVED):
-        card = await ask(minh, f"tra cứu hồ sơ {code}")
-        await minh.press(card, "🔔 Theo dõi hồ sơ này")
-        assert "Đã theo dõi" in plain(await one(minh))
-    card = await ask(minh, f"tra cứu hồ sơ {PROCESSING}")
-    await minh.press(card, "🔔 Theo dõi hồ sơ này")
-    assert plain(await one(minh)) == vi("follow_limit", limit=2)
+        assert "Đã theo dõi" in await follow(minh, code)
+    assert await follow(minh, PROCESSING) == vi("follow_limit", limit=2)
     # The limit is per citizen: another one still may follow the same dossier.
-    card = await ask(other, f"tra cứu hồ sơ {PROCESSING}")
-    await other.press(card, "🔔 Theo dõi hồ sơ này")
-    assert "Đã theo dõi" in plain(await one(other))
+    assert "Đã theo dõi" in await follow(other, PROCESSING)
     async with unit_of_work(runtime.sessions) as s:
         rows = (await s.execute(select(DossierFollow.user_id, DossierFollow.code))).tuples().all()
     assert sorted(rows) == sorted([(5010, NEW), (5010, RECEIVED), (5011, PROCESSING)])
+
+
+async def test_a_citizen_trying_sequential_codes_is_stopped_at_the_quota_and_wrong_digits_show_nothing(
+    sandbox: SandboxClient, bots: BotRunner, rasa: RasaServer, portal: PortalEmulator, db_url: str
+) -> None:
+    await bots.start(db_url, rasa_url=rasa.url, dossier_lookups_per_hour=5, **portal_settings(portal))
+    quan = await sandbox.user(5014, first_name="Quân", language_code="vi")
+    answers = [plain(await ask(quan, f"tra cứu hồ sơ 000.00.12.H22-240101-{n:04d}")) for n in range(1, 9)]
+    assert portal.count() == 5
+    assert answers[5:] == [vi("quota", limit=5)] * 3
+    assert vi("status_4") in answers[2] and "Nguyễn" not in answers[2] and "N***" not in answers[2]
+    # The dossier it found: the wrong phone digits show nothing more, and three of them lock it.
+    card = await ask(quan, f"tra cứu hồ sơ {PROCESSING}")  # looked up before: not a new code
+    await quan.press(card, "🔑 Xem chi tiết và theo dõi")
+    await one(quan)
+    wrong = "0000" if DIGITS[PROCESSING] != "0000" else "1111"
+    for left in (2, 1):
+        assert plain(await ask(quan, wrong)) == vi("verify_wrong", left=left)
+    assert plain(await ask(quan, wrong)) == vi("verify_locked", code=PROCESSING, minutes=30)
+    assert portal.verifications == {"failed": 3}

@@ -11,10 +11,18 @@ import pytest
 from structlog.testing import capture_logs
 
 from portal.breaker import CircuitBreaker, State
-from portal.client import DossierNotFound, PortalClient, PortalError, PortalUnavailable, parse_retry_after
+from portal.client import (
+    DossierNotFound,
+    PortalClient,
+    PortalError,
+    PortalUnavailable,
+    VerificationFailed,
+    parse_retry_after,
+)
 from portal.models import Status
-from sandbox.portal.server import PortalEmulator
+from sandbox.portal.server import PortalEmulator, load_seed
 
+DIGITS = {d.code: d.phone[-4:] for d in load_seed().dossiers}
 SEED_BY_STATUS = {
     1: "000.00.12.H22-240102-0001",
     2: "000.00.12.H22-240103-0002",
@@ -80,8 +88,8 @@ async def make_client(emu: PortalEmulator) -> AsyncIterator[MakeClient]:
 
 @pytest.mark.parametrize(("status", "code"), sorted(SEED_BY_STATUS.items()))
 async def test_lookup_in_every_status(status: int, code: str, make_client: MakeClient) -> None:
-    dossier = await make_client().get_dossier(code)
-    assert dossier.code == code
+    dossier = await make_client().get_dossier(code, phone_last4=DIGITS[code])
+    assert dossier.code == code and dossier.full
     assert dossier.status.code == Status(status)
     assert dossier.history[-1].status == Status(status)
     assert dossier.applicant_name and dossier.procedure_name and dossier.agency
@@ -94,11 +102,11 @@ async def test_lookup_in_every_status(status: int, code: str, make_client: MakeC
 
 async def test_supplement_and_fee_details(make_client: MakeClient) -> None:
     client = make_client()
-    supplement = (await client.get_dossier("H22.38-240615-0001")).supplement
+    supplement = (await client.get_dossier("H22.38-240615-0001", phone_last4=DIGITS["H22.38-240615-0001"])).supplement
     assert supplement is not None
     assert supplement.items == ["Giấy tờ chứng minh chỗ ở hợp pháp (hợp đồng thuê nhà)", "Văn bản đồng ý của chủ hộ"]
     assert supplement.deadline == dt.datetime(2024, 6, 25, 10, 0, tzinfo=dt.UTC)
-    fee = (await client.get_dossier("000.00.15.H22-240620-0007")).fee
+    fee = (await client.get_dossier("000.00.15.H22-240620-0007", phone_last4=DIGITS["000.00.15.H22-240620-0007"])).fee
     assert fee is not None
     assert (fee.amount, fee.currency) == (135000, "VND")
 
@@ -342,3 +350,20 @@ def test_parse_retry_after() -> None:
     assert parse_retry_after("Sun, 31 Dec 2023 23:00:00 GMT", now) == 0.0
     assert parse_retry_after("soon") is None
     assert parse_retry_after(None) is None
+
+
+async def test_public_view_full_view_and_a_refused_second_factor(emu: PortalEmulator, make_client: MakeClient) -> None:
+    client = make_client()
+    code = SEED_BY_STATUS[5]
+    public = await client.get_dossier(code)
+    assert not public.full
+    assert (public.applicant_name, public.agency, public.supplement, public.history) == (None, None, None, [])
+    assert public.status.code == Status.SUPPLEMENT_REQUESTED
+    wrong = "0000" if DIGITS[code] != "0000" else "1111"
+    with pytest.raises(VerificationFailed):
+        await client.get_dossier(code, phone_last4=wrong)
+    assert client.breaker.state is State.CLOSED  # a wrong answer is no outage
+    full = await client.get_dossier(code, phone_last4=DIGITS[code])
+    assert full.full and full.supplement is not None and full.dossier_key == emu.dossier_key(code)
+    again = await client.get_dossier(code, key=full.dossier_key)
+    assert again.full and again.fingerprint() == full.fingerprint()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 import time
@@ -25,13 +26,14 @@ from actions.dossier import (
 )
 from actions.types import Button, Entity, Incoming, Reply, Understanding
 from core.settings import Settings
-from portal.breaker import CircuitBreaker
+from portal.breaker import CircuitBreaker, State
+from portal.budget import LookupBudget
 from portal.client import PortalClient
 from portal.poller import DossierPoller
-from sandbox.portal.server import PortalEmulator
+from sandbox.portal.server import PortalEmulator, load_seed
 from store.all_models import Base
 from store.models import User
-from store.models_dossier import DossierFollow, DossierPrompt
+from store.models_dossier import DossierFollow, DossierLookup, DossierPrompt
 
 PROCESSING = "000.00.12.H22-240101-0003"
 SUPPLEMENT = "H22.38-240615-0001"
@@ -52,6 +54,7 @@ BY_STATUS = {
 }
 USER_ID = 42
 NOW = dt.datetime(2026, 3, 2, 1, 0, tzinfo=dt.UTC)
+DIGITS = {d.code: d.phone[-4:] for d in load_seed().dossiers}  # what each applicant would type
 
 
 @pytest.fixture(scope="module")
@@ -112,9 +115,14 @@ async def ctx(engine: AsyncEngine, content: Content, portal: PortalClient) -> As
         )
 
 
+def roomy() -> LookupBudget:
+    """A lookup budget these tests do not run out of (the budget has its own tests)."""
+    return LookupBudget(1000.0, 1000)
+
+
 @pytest.fixture
 def cap() -> DossierCapability:
-    return DossierCapability(max_follows=3, poll_interval_s=1800)
+    return DossierCapability(max_follows=3, poll_interval_s=1800, budget=roomy())
 
 
 def said(content: Content, key: str, lang: str = "vi", **values: object) -> str:
@@ -134,6 +142,21 @@ async def press(cap: DossierCapability, ctx: Context, data: str) -> list[Reply]:
 
 async def type_text(cap: DossierCapability, ctx: Context, text: str) -> list[Reply]:
     return await cap.on_text(Incoming(USER_ID, USER_ID, ctx.lang, text=text), ctx)
+
+
+async def verified(cap: DossierCapability, ctx: Context, code: str) -> Reply:
+    """Look the code up, press [Details and follow] and type the applicant's phone digits: the full card."""
+    await ask(cap, ctx, code)
+    (question,) = await press(cap, ctx, callbacks.encode("ds_verify", code))
+    assert question.text == said(ctx.content, "verify_ask", ctx.lang, code=code)
+    (card,) = await type_text(cap, ctx, DIGITS[code])
+    return card
+
+
+async def follow(cap: DossierCapability, ctx: Context, code: str) -> Reply:
+    await verified(cap, ctx, code)
+    (reply,) = await press(cap, ctx, callbacks.encode("ds_follow", code))
+    return reply
 
 
 def own_buttons(reply: Reply) -> list[Button]:
@@ -156,8 +179,26 @@ async def follow_rows(ctx: Context) -> list[DossierFollow]:
 # ---------------------------------------------------------------------------------------------- lookups
 
 
-async def test_code_in_a_sentence_is_answered_at_once(cap: DossierCapability, ctx: Context) -> None:
+async def test_a_bare_code_shows_only_what_the_portal_makes_public(
+    cap: DossierCapability, ctx: Context, emu: PortalEmulator
+) -> None:
     (reply,) = await ask(cap, ctx, "tra cứu hồ sơ 000.00.12.H22-240101-0003")
+    c = ctx.content
+    assert reply.text.splitlines() == [
+        said(c, "card_title", code=PROCESSING),
+        said(c, "card_procedure", procedure="Đăng ký thường trú"),
+        said(c, "card_status", status="Đang xử lý"),
+        "",
+        said(c, "card_public"),
+    ]
+    for private in ("N***", "Người nộp", "Công an phường", "01/2024", "Cơ quan", "👉"):
+        assert private not in reply.text
+    assert button_data(reply) == [f"ds_verify|{PROCESSING}", "ds_ask"]
+    assert emu.verifications == {}  # the bot sent no second factor it was not given
+
+
+async def test_the_full_card_needs_the_phone_digits(cap: DossierCapability, ctx: Context) -> None:
+    reply = await verified(cap, ctx, PROCESSING)
     c = ctx.content
     assert reply.text.splitlines()[:5] == [
         said(c, "card_title", code=PROCESSING),
@@ -194,7 +235,7 @@ async def test_every_status_has_its_label_and_next_step(
     status: int, code: str, lang: str, cap: DossierCapability, ctx: Context
 ) -> None:
     ctx.user.lang = lang
-    (reply,) = await ask(cap, ctx, code)
+    reply = await verified(cap, ctx, code)
     label = said(ctx.content, f"status_{status}", lang)
     assert said(ctx.content, "card_status", lang, status=label) in reply.text
     assert said(ctx.content, f"next_{status}", lang) in reply.text
@@ -203,7 +244,7 @@ async def test_every_status_has_its_label_and_next_step(
 
 
 async def test_what_is_missing_by_when_and_the_fee(cap: DossierCapability, ctx: Context) -> None:
-    (reply,) = await ask(cap, ctx, SUPPLEMENT)
+    reply = await verified(cap, ctx, SUPPLEMENT)
     lines = reply.text.splitlines()
     start = lines.index("📎 <b>Cần bổ sung:</b>")
     assert lines[start + 1 : start + 4] == [
@@ -211,12 +252,12 @@ async def test_what_is_missing_by_when_and_the_fee(cap: DossierCapability, ctx: 
         "• Văn bản đồng ý của chủ hộ",
         "Hạn bổ sung: <b>25/06/2024</b>",
     ]
-    (reply,) = await ask(cap, ctx, FEE)
+    reply = await verified(cap, ctx, FEE)
     assert "💰 <b>Cần nộp: 135.000 đồng</b>" in reply.text
     assert "(Lệ phí cấp đổi giấy phép lái xe)" in reply.text
     assert "Hạn nộp: <b>24/06/2024</b>" in reply.text
     ctx.user.lang = "en"
-    (reply,) = await ask(cap, ctx, FEE)
+    (reply,) = await ask(cap, ctx, FEE)  # verified a moment ago: the full card again, without the digits
     assert "💰 <b>To pay: 135,000 VND</b>" in reply.text
     assert "Status: <b>Payment requested (fees or other financial obligations)</b>" in reply.text
 
@@ -224,7 +265,7 @@ async def test_what_is_missing_by_when_and_the_fee(cap: DossierCapability, ctx: 
 async def test_dates_are_shown_in_vietnam_time(cap: DossierCapability, ctx: Context, emu: PortalEmulator) -> None:
     d = emu.dossier(PROCESSING)
     d.received = dt.datetime(2024, 1, 1, 18, 30, tzinfo=dt.UTC)  # 01:30 on 2 January in Vietnam
-    (reply,) = await ask(cap, ctx, PROCESSING)
+    reply = await verified(cap, ctx, PROCESSING)
     assert "Ngày tiếp nhận: 02/01/2024" in reply.text
 
 
@@ -283,8 +324,8 @@ async def test_question_without_code_asks_then_the_next_message_answers(cap: Dos
 
 
 async def test_asking_offers_the_followed_dossiers(cap: DossierCapability, ctx: Context) -> None:
-    await press(cap, ctx, callbacks.encode("ds_follow", PROCESSING))
-    await press(cap, ctx, callbacks.encode("ds_follow", SUPPLEMENT))
+    await follow(cap, ctx, PROCESSING)
+    await follow(cap, ctx, SUPPLEMENT)
     (reply,) = await ask(cap, ctx, "hồ sơ của tôi đến đâu rồi")
     assert reply.text == f"{said(ctx.content, 'ask_code')}\n\n{said(ctx.content, 'ask_code_followed')}"
     assert button_data(reply) == [f"ds_pick|{PROCESSING}", f"ds_pick|{SUPPLEMENT}"]
@@ -329,8 +370,8 @@ async def test_follow_list_pick_unfollow(ctx: Context) -> None:
     async def on_deadlines(_: object, user_id: int, code: str, deadlines: list[tuple[str, dt.datetime]]) -> None:
         handed.append((user_id, code, deadlines))
 
-    cap = DossierCapability(max_follows=3, on_deadlines=on_deadlines)
-    (reply,) = await press(cap, ctx, callbacks.encode("ds_follow", SUPPLEMENT))
+    cap = DossierCapability(max_follows=3, on_deadlines=on_deadlines, budget=roomy())
+    reply = await follow(cap, ctx, SUPPLEMENT)
     assert reply.text == said(ctx.content, "followed", code=SUPPLEMENT)
     assert button_data(reply) == [f"ds_unfollow|{SUPPLEMENT}"]
     (row,) = await follow_rows(ctx)
@@ -369,7 +410,7 @@ async def test_follow_list_pick_unfollow(ctx: Context) -> None:
 
 async def test_follow_limit_per_citizen(cap: DossierCapability, ctx: Context) -> None:
     for code in (BY_STATUS[1], BY_STATUS[2], BY_STATUS[4]):
-        (reply,) = await press(cap, ctx, callbacks.encode("ds_follow", code))
+        reply = await follow(cap, ctx, code)
         assert reply.text == said(ctx.content, "followed", code=code)
     (reply,) = await press(cap, ctx, callbacks.encode("ds_follow", BY_STATUS[5]))
     assert reply.text == said(ctx.content, "follow_limit", limit=3)
@@ -378,17 +419,20 @@ async def test_follow_limit_per_citizen(cap: DossierCapability, ctx: Context) ->
 
 
 async def test_following_twice_keeps_one_row(cap: DossierCapability, ctx: Context) -> None:
-    await press(cap, ctx, callbacks.encode("ds_follow", PROCESSING))
+    await follow(cap, ctx, PROCESSING)
     (reply,) = await press(cap, ctx, callbacks.encode("ds_follow", PROCESSING))
     assert reply.text == said(ctx.content, "already_following", code=PROCESSING)
     assert len(await follow_rows(ctx)) == 1
 
 
 async def test_closed_or_unknown_dossiers_are_not_followed(cap: DossierCapability, ctx: Context) -> None:
-    (reply,) = await press(cap, ctx, callbacks.encode("ds_follow", RETURNED))
+    reply = await follow(cap, ctx, RETURNED)
     assert reply.text == said(ctx.content, "follow_final", code=RETURNED)
     unknown = "000.00.12.H22-240101-9999"
-    (reply,) = await press(cap, ctx, callbacks.encode("ds_follow", unknown))
+    (reply,) = await ask(cap, ctx, unknown)
+    assert reply.text == said(ctx.content, "not_found", code=unknown)
+    (reply,) = await press(cap, ctx, callbacks.encode("ds_verify", unknown))
+    (reply,) = await type_text(cap, ctx, "1234")
     assert reply.text == said(ctx.content, "not_found", code=unknown)
     assert await follow_rows(ctx) == []
 
@@ -396,17 +440,19 @@ async def test_closed_or_unknown_dossiers_are_not_followed(cap: DossierCapabilit
 async def test_follow_while_the_portal_is_down_is_kept_and_polled_at_once(
     cap: DossierCapability, ctx: Context, emu: PortalEmulator
 ) -> None:
+    await verified(cap, ctx, PROCESSING)
     emu.fail(503)
     (reply,) = await press(cap, ctx, callbacks.encode("ds_follow", PROCESSING))
     assert reply.text == said(ctx.content, "followed_portal_down", code=PROCESSING)
     (row,) = await follow_rows(ctx)
     assert (row.fingerprint, row.last_status, row.next_poll_at) == (None, None, NOW)
+    assert row.access_key == emu.dossier_key(PROCESSING)  # so the poller reads the full dossier later
 
 
 async def test_a_state_seen_in_a_lookup_is_not_announced_again(
     cap: DossierCapability, ctx: Context, engine: AsyncEngine, emu: PortalEmulator, portal: PortalClient
 ) -> None:
-    await press(cap, ctx, callbacks.encode("ds_follow", RECEIVED))
+    await follow(cap, ctx, RECEIVED)
     emu.advance(RECEIVED)  # 2 → 4
     (card,) = await ask(cap, ctx, RECEIVED)  # the citizen looks before the poller does
     assert "Đang xử lý" in card.text
@@ -430,7 +476,7 @@ async def test_a_state_seen_in_a_lookup_is_not_announced_again(
 async def test_looking_up_a_followed_dossier_that_closed_ends_the_follow(
     cap: DossierCapability, ctx: Context, emu: PortalEmulator
 ) -> None:
-    await press(cap, ctx, callbacks.encode("ds_follow", BY_STATUS[9]))
+    await follow(cap, ctx, BY_STATUS[9])
     emu.advance(BY_STATUS[9])  # 9 → 10: result returned
     (card,) = await press(cap, ctx, callbacks.encode("ds_pick", BY_STATUS[9]))
     assert "Đã trả kết quả" in card.text
@@ -440,12 +486,13 @@ async def test_looking_up_a_followed_dossier_that_closed_ends_the_follow(
 
 
 async def test_deleting_the_citizen_deletes_their_follows(cap: DossierCapability, ctx: Context) -> None:
-    await press(cap, ctx, callbacks.encode("ds_follow", PROCESSING))
+    await follow(cap, ctx, PROCESSING)
     await ask(cap, ctx, "kiểm tra hồ sơ")
     await ctx.session.flush()
     await ctx.session.execute(delete(User).where(User.id == USER_ID))
     ctx.session.expunge_all()
     assert await follow_rows(ctx) == []
+    assert await ctx.session.scalar(select(func.count()).select_from(DossierLookup)) == 0
     assert await ctx.session.scalar(select(func.count()).select_from(DossierPrompt)) == 0
 
 
@@ -506,3 +553,102 @@ def test_every_status_is_worded_in_both_languages(content: Content) -> None:
         for key in (f"status_{status}", f"next_{status}"):
             entry = content.entry(f"dossier.{key}")
             assert entry.vi.strip() and entry.en.strip() and entry.vi != entry.en
+
+
+# ---------------------------------------------------------------------------------------------- enumeration
+
+
+async def test_following_needs_the_phone_digits_and_wrong_ones_lock_the_code(
+    cap: DossierCapability, ctx: Context, emu: PortalEmulator
+) -> None:
+    (card,) = await ask(cap, ctx, SUPPLEMENT)
+    assert not any(d.startswith("ds_follow|") for d in button_data(card))
+    # A [Follow] press made up for a looked-up code asks for the digits instead of following.
+    (reply,) = await press(cap, ctx, callbacks.encode("ds_follow", SUPPLEMENT))
+    assert reply.text == said(ctx.content, "verify_ask", code=SUPPLEMENT)
+    assert await follow_rows(ctx) == []
+    (reply,) = await type_text(cap, ctx, "12345")
+    assert reply.text == said(ctx.content, "verify_format")
+    wrong = "0000" if DIGITS[SUPPLEMENT] != "0000" else "1111"
+    (reply,) = await type_text(cap, ctx, wrong)
+    assert reply.text == said(ctx.content, "verify_wrong", left=2)
+    (reply,) = await type_text(cap, ctx, wrong)
+    assert reply.text == said(ctx.content, "verify_wrong", left=1)
+    (reply,) = await type_text(cap, ctx, wrong)
+    assert reply.text == said(ctx.content, "verify_locked", code=SUPPLEMENT, minutes=30)
+    assert emu.verifications == {"failed": 3}
+    assert not await cap.wants_text(ctx)
+    # Locked: even the right digits are not sent to the portal until the lock ends.
+    (reply,) = await press(cap, ctx, callbacks.encode("ds_verify", SUPPLEMENT))
+    assert reply.text == said(ctx.content, "verify_locked", code=SUPPLEMENT, minutes=30)
+    assert emu.verifications == {"failed": 3}
+    (card,) = await ask(cap, ctx, SUPPLEMENT)
+    assert "Giấy tờ chứng minh" not in card.text  # the public view only
+    ctx.now = NOW + dt.timedelta(minutes=31)
+    card = await verified(cap, ctx, SUPPLEMENT)
+    assert "• Giấy tờ chứng minh chỗ ở hợp pháp (hợp đồng thuê nhà)" in card.text
+    assert f"ds_follow|{SUPPLEMENT}" in button_data(card)
+    (reply,) = await press(cap, ctx, callbacks.encode("ds_follow", SUPPLEMENT))
+    assert reply.text == said(ctx.content, "followed", code=SUPPLEMENT)
+    (row,) = await follow_rows(ctx)
+    assert row.access_key == emu.dossier_key(SUPPLEMENT)
+    # Nothing of the digits is kept: not in the lookup row, not in the prompt.
+    (lookup,) = (await ctx.session.scalars(select(DossierLookup))).all()
+    assert DIGITS[SUPPLEMENT] not in repr(vars(lookup)) and SUPPLEMENT not in lookup.code_hash
+
+
+async def test_sequential_codes_stop_at_the_quota_and_the_portal_sees_no_more(
+    ctx: Context, emu: PortalEmulator
+) -> None:
+    cap = DossierCapability(lookups_per_hour=10, budget=roomy())
+    replies = [(await ask(cap, ctx, f"000.00.12.H22-240101-{n:04d}"))[0] for n in range(1, 16)]
+    assert emu.count("dossiers") == 10
+    assert [r.text for r in replies[10:]] == [said(ctx.content, "quota", limit=10)] * 5
+    # Codes already looked up stay free; the quota counts new codes only, and by the hour.
+    (again,) = await ask(cap, ctx, PROCESSING)
+    assert said(ctx.content, "card_title", code=PROCESSING) in again.text
+    assert emu.count("dossiers") == 11
+    hashes = (await ctx.session.scalars(select(DossierLookup.code_hash))).all()
+    assert len(hashes) == 10 and not any("H22" in h for h in hashes)  # stored as keyed hashes, not codes
+    ctx.now = NOW + dt.timedelta(minutes=61)
+    (later,) = await ask(cap, ctx, "000.00.12.H22-240101-0015")
+    assert later.text == said(ctx.content, "not_found", code="000.00.12.H22-240101-0015")
+
+
+async def test_a_burst_from_many_citizens_is_held_at_the_budget_and_the_breaker_stays_closed(
+    ctx: Context, emu: PortalEmulator, portal: PortalClient
+) -> None:
+    cap = DossierCapability(budget=LookupBudget(1.0, 5, clock=lambda: 0.0))  # a burst within one instant
+    # The portal copes with 5 requests, then is overwhelmed: every request beyond them gets 503.
+    emu.slow(0.0, count=5)
+    emu.fail(503)
+    replies: list[Reply] = []
+    for n in range(40):
+        citizen = User(id=1000 + n, chat_id=1000 + n, lang="vi")
+        ctx.session.add(citizen)
+        replies.extend(await ask(cap, dataclasses.replace(ctx, user=citizen), PROCESSING))
+    cards = [r for r in replies if said(ctx.content, "card_title", code=PROCESSING) in r.text]
+    assert len(cards) == 5
+    assert [r.text for r in replies if r not in cards] == [said(ctx.content, "busy")] * 35
+    assert emu.count("dossiers") == 5  # the rest of the burst never reached the portal
+    assert portal.breaker.state is State.CLOSED  # so everyone else's lookups and the poller carry on
+
+
+async def test_a_forged_pick_for_a_code_never_reached_shows_nothing(
+    cap: DossierCapability, ctx: Context, emu: PortalEmulator
+) -> None:
+    (reply,) = await press(cap, ctx, callbacks.encode("ds_pick", PROCESSING))
+    assert reply.text == said(ctx.content, "bad_button")
+    (reply,) = await press(cap, ctx, callbacks.encode("ds_verify", PROCESSING))
+    assert reply.text == said(ctx.content, "bad_button")
+    (reply,) = await press(cap, ctx, callbacks.encode("ds_follow", PROCESSING))
+    assert reply.text == said(ctx.content, "bad_button")
+    assert emu.count("dossiers") == 0
+    # Once the citizen looked it up themselves, the button works (the public view).
+    await ask(cap, ctx, PROCESSING)
+    (reply,) = await press(cap, ctx, callbacks.encode("ds_pick", PROCESSING))
+    assert said(ctx.content, "card_title", code=PROCESSING) in reply.text
+    with pytest.raises(callbacks.BadCallback):  # payloads stay validated before any capability sees them
+        callbacks.decode("ds_pick|000.00.12.H22-240101-0003|<script>")
+    (reply,) = await cap.on_callback(Incoming(USER_ID, USER_ID, "vi", callback=("ds_pick", ("not-a-code",))), ctx)
+    assert reply.text == said(ctx.content, "bad_button")

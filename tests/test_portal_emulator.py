@@ -13,7 +13,7 @@ import httpx
 import pytest
 import yaml
 
-from sandbox.portal.server import PortalEmulator, to_wire
+from sandbox.portal.server import PortalEmulator, public_wire, to_wire
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = yaml.safe_load((ROOT / "docs" / "portal-api.yaml").read_text(encoding="utf-8"))
@@ -57,7 +57,10 @@ def check_against(schema: dict[str, Any], obj: dict[str, Any], where: str) -> No
 def test_every_seeded_dossier_matches_the_contract(emu: PortalEmulator) -> None:
     statuses = set()
     for code in emu.codes():
-        wire = to_wire(emu.dossier(code))
+        public = public_wire(emu.dossier(code))
+        check_against(SCHEMAS["Dossier"], public, code)
+        assert set(public) == {"code", "procedure_name", "status", "access"}  # nothing personal for a bare code
+        wire = to_wire(emu.dossier(code), emu.dossier_key(code))
         check_against(SCHEMAS["Dossier"], wire, code)
         check_against(SCHEMAS["Dossier"]["properties"]["status"], wire["status"], f"{code}.status")
         for i, entry in enumerate(wire["history"]):
@@ -109,6 +112,7 @@ async def test_control_endpoints(http: httpx.AsyncClient, emu: PortalEmulator) -
         "code": "000.00.12.H22-250301-0001",
         "procedure": "Đăng ký khai sinh",
         "applicant": "Mai Thị Lan",
+        "phone": "0987654321",
         "agency": "UBND phường Hòa Bình",
         "history": [{"status": 1, "time": "2025-03-01T08:00:00+07:00"}],
     }
@@ -121,14 +125,15 @@ async def test_control_endpoints(http: httpx.AsyncClient, emu: PortalEmulator) -
         f"/_sandbox/dossiers/{new['code']}/status", json={"status": 5, "note": "Thiếu giấy", "supplement": supplement}
     )
     assert changed.status_code == 200
-    body = (await http.get(f"/dossiers/{new['code']}", headers=headers)).json()
+    full = {**headers, "X-Applicant-Phone-Last4": "4321"}
+    body = (await http.get(f"/dossiers/{new['code']}", headers=full)).json()
     assert body["status"]["code"] == 5
     assert body["supplement"]["items"] == ["Bản sao giấy chứng sinh"]
     assert [h["status"] for h in body["history"]] == [1, 5]
 
     advanced = await http.post(f"/_sandbox/dossiers/{new['code']}/advance")
     assert advanced.json() == {"status": 4}
-    body = (await http.get(f"/dossiers/{new['code']}", headers=headers)).json()
+    body = (await http.get(f"/dossiers/{new['code']}", headers=full)).json()
     assert body["supplement"] is None  # a supplement request ends when processing resumes
     final = await http.post("/_sandbox/dossiers/000.00.12.H22-240801-0020/advance")
     assert final.status_code == 409
@@ -200,3 +205,35 @@ async def test_command_line_entry_point() -> None:
     finally:
         proc.terminate()
         assert await asyncio.wait_for(proc.wait(), timeout=10) == 0
+
+
+async def test_a_bare_code_gets_the_public_view_and_the_phone_digits_the_full_one(
+    http: httpx.AsyncClient, emu: PortalEmulator
+) -> None:
+    headers = await bearer(http)
+    public = (await http.get(f"/dossiers/{CODE}", headers=headers)).json()
+    assert public == {
+        "code": CODE,
+        "procedure_name": "Đăng ký thường trú",
+        "access": "public",
+        "status": {"code": 4, "name": "Đang xử lý"},
+    }
+    digits = emu.phone_last4(CODE)
+    full = await http.get(f"/dossiers/{CODE}", headers={**headers, "X-Applicant-Phone-Last4": digits})
+    assert full.status_code == 200
+    body = full.json()
+    assert (body["access"], body["applicant_name"], body["dossier_key"]) == (
+        "full",
+        "Nguyễn Văn An",
+        emu.dossier_key(CODE),
+    )
+    wrong = "0000" if digits != "0000" else "1111"
+    refused = await http.get(f"/dossiers/{CODE}", headers={**headers, "X-Applicant-Phone-Last4": wrong})
+    assert (refused.status_code, refused.json()["error"]) == (403, "verification_failed")
+    assert "applicant_name" not in refused.text and "Nguyễn" not in refused.text
+    by_key = await http.get(f"/dossiers/{CODE}", headers={**headers, "X-Dossier-Key": body["dossier_key"]})
+    assert by_key.json()["access"] == "full"
+    other = emu.codes()[1]
+    stolen = await http.get(f"/dossiers/{other}", headers={**headers, "X-Dossier-Key": body["dossier_key"]})
+    assert stolen.status_code == 403  # a key opens only its own dossier
+    assert emu.verifications == {"ok": 2, "failed": 2}

@@ -17,7 +17,7 @@ from portal.breaker import CircuitBreaker
 from portal.client import PortalClient
 from portal.models import Dossier
 from portal.poller import DossierPoller, RequestPacer, next_poll_time
-from sandbox.portal.server import PortalEmulator
+from sandbox.portal.server import PortalEmulator, load_seed
 from store.all_models import Base
 from store.models import User
 from store.models_dossier import DossierFollow
@@ -26,6 +26,7 @@ PROCESSING = "000.00.12.H22-240101-0003"  # status 4
 RECEIVED = "000.00.12.H22-240103-0002"  # status 2
 NEW = "000.00.12.H22-240102-0001"  # status 1
 INTERVAL = 1800.0
+DIGITS = {d.code: d.phone[-4:] for d in load_seed().dossiers}
 
 
 class Now:
@@ -141,9 +142,11 @@ async def follow(
     *,
     seen: bool = True,
     lang: str = "vi",
+    digits: str | None = None,
 ) -> None:
     """What the capability does when a citizen taps "Follow": remember the state they have just seen."""
-    dossier = await portal.get_dossier(code) if seen else None
+    # Following needs the second factor: the citizen typed the phone digits, the portal answered with a key.
+    dossier = await portal.get_dossier(code, phone_last4=digits or DIGITS[code]) if seen else None
     async with sessions() as session, session.begin():
         if await session.get(User, user_id) is None:
             session.add(User(id=user_id, chat_id=user_id + 1_000_000, lang=lang))
@@ -156,6 +159,7 @@ async def follow(
                 last_status=int(dossier.status.code) if dossier else None,
                 next_poll_at=next_poll_time(code, now(), INTERVAL) if dossier else now(),
                 created_at=now(),
+                access_key=dossier.dossier_key if dossier else None,
             )
         )
 
@@ -356,8 +360,8 @@ async def test_poll_budget_is_respected_at_the_portal(
     codes = [f"000.00.12.H22-250101-{i:04d}" for i in range(1, 16)]
     for code in codes:
         emu.add_dossier(template.model_copy(update={"code": code}, deep=True))
-        await follow(sessions, portal, now, 1, code)
-        await follow(sessions, portal, now, 2, code)
+        await follow(sessions, portal, now, 1, code, digits=DIGITS[PROCESSING])
+        await follow(sessions, portal, now, 2, code, digits=DIGITS[PROCESSING])
     inbox = Inbox()
     poller = DossierPoller(
         sessions, portal, inbox, interval_s=INTERVAL, budget_rps=budget, run_s=1.0, now=now, jitter=lambda: 0.5

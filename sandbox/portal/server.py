@@ -9,6 +9,8 @@ import collections
 import contextlib
 import datetime as dt
 import functools
+import hashlib
+import hmac
 import json
 import secrets
 import time
@@ -77,6 +79,8 @@ class SeedDossier(_Seed):
     code: str = Field(min_length=1, max_length=40)
     procedure: str
     applicant: str
+    # The applicant's phone number on the dossier: its last 4 digits are the second factor for the full view.
+    phone: str = Field(default="0900000000", pattern=r"^\+?[0-9]{9,15}$")
     agency: str
     received: AwareDatetime | None = None
     appointment: AwareDatetime | None = None
@@ -114,11 +118,23 @@ def _iso(value: dt.datetime | None) -> str | None:
     return value.astimezone(VN_TZ).isoformat() if value is not None else None
 
 
-def to_wire(d: SeedDossier) -> dict[str, Any]:
-    """The dossier as GET /dossiers/{code} returns it."""
+def public_wire(d: SeedDossier) -> dict[str, Any]:
+    """What GET /dossiers/{code} returns for a bare code: the procedure and the status stage, nothing personal."""
     return {
         "code": d.code,
         "procedure_name": d.procedure,
+        "access": "public",
+        "status": {"code": d.status, "name": STATUS_NAMES[d.status]},
+    }
+
+
+def to_wire(d: SeedDossier, dossier_key: str | None = None) -> dict[str, Any]:
+    """The dossier as GET /dossiers/{code} returns it to the applicant (the second factor or a dossier key)."""
+    return {
+        "code": d.code,
+        "procedure_name": d.procedure,
+        "access": "full",
+        "dossier_key": dossier_key,
         "applicant_name": d.applicant,
         "status": {"code": d.status, "name": STATUS_NAMES[d.status]},
         "received_at": _iso(d.received),
@@ -190,11 +206,14 @@ class PortalEmulator:
         self.client_secret = client_secret or self._seed.client.secret
         self.token_ttl_s = token_ttl_s or self._seed.client.token_ttl_s
         self._clock = clock
+        # Signs dossier keys; a new emulator (like a portal rotating its key) revokes the keys it issued before.
+        self._key_secret = secrets.token_bytes(32)
         self._dossiers: dict[str, SeedDossier] = {}
         self._tokens: dict[str, float] = {}
         self._faults: list[Fault] = []
         self._hits: dict[str, collections.deque[float]] = {}
         self._totals: collections.Counter[str] = collections.Counter()
+        self.verifications: collections.Counter[str] = collections.Counter()  # "ok" / "failed", for tests
         self._release = asyncio.Event()
         self._arrived = asyncio.Event()
         self._runner: web.AppRunner | None = None
@@ -251,6 +270,14 @@ class PortalEmulator:
 
     def codes(self) -> list[str]:
         return list(self._dossiers)
+
+    def phone_last4(self, code: str) -> str:
+        """The second factor of a dossier (what its applicant would type)."""
+        return self.dossier(code).phone[-4:]
+
+    def dossier_key(self, code: str) -> str:
+        """The key the full view of this dossier carries: later reads send it instead of the digits."""
+        return hmac.new(self._key_secret, code.upper().encode(), hashlib.sha256).hexdigest()
 
     def dossier(self, code: str) -> SeedDossier:
         try:
@@ -359,6 +386,7 @@ class PortalEmulator:
     def reset_stats(self) -> None:
         self._hits = {r: collections.deque(maxlen=100_000) for r in ROUTES}
         self._totals = collections.Counter()
+        self.verifications = collections.Counter()
 
     def count(self, route: Route = "dossiers") -> int:
         return self._totals[route]
@@ -490,7 +518,19 @@ class PortalEmulator:
         d = self._dossiers.get(code)
         if d is None:
             return _error(404, "not_found", "no dossier with this code")
-        return web.json_response(to_wire(d), dumps=lambda o: json.dumps(o, ensure_ascii=False))
+        digits = request.headers.get("X-Applicant-Phone-Last4")
+        key = request.headers.get("X-Dossier-Key")
+        if digits is None and key is None:
+            return web.json_response(public_wire(d), dumps=lambda o: json.dumps(o, ensure_ascii=False))
+        expected_key = self.dossier_key(code)
+        if digits is not None:
+            ok = hmac.compare_digest(digits.strip().encode(), d.phone[-4:].encode())
+        else:
+            ok = hmac.compare_digest((key or "").strip().encode(), expected_key.encode())
+        self.verifications["ok" if ok else "failed"] += 1
+        if not ok:
+            return _error(403, "verification_failed", "the phone digits or the dossier key do not match this dossier")
+        return web.json_response(to_wire(d, expected_key), dumps=lambda o: json.dumps(o, ensure_ascii=False))
 
     # ----------------------------------------------------------------- /_sandbox/ control endpoints
 
