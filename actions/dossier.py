@@ -13,24 +13,26 @@ import hashlib
 import hmac
 import re
 import unicodedata
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import structlog
 from sqlalchemy import ColumnElement, and_, delete, exists, func, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from actions import callbacks
 from actions.base import Context
 from actions.content import Content
 from actions.feedback import offer_feedback
-from actions.types import Button, Incoming, Reply
+from actions.types import Button, Incoming, Reply, Understanding
 from portal.budget import LookupBudget
 from portal.client import DossierNotFound, PortalError, PortalUnavailable, VerificationFailed, code_ref
 from portal.codes import find_code, looks_like_code_attempt, normalize_code
 from portal.models import Dossier
 from portal.poller import DossierSource, next_poll_time
+from store.models import User
 from store.models_dossier import DossierFollow, DossierLookup, DossierPrompt
 
 log = structlog.get_logger(__name__)
@@ -52,6 +54,36 @@ _LOOKUP_MEMORY = dt.timedelta(days=1)  # a code looked up longer ago than this c
 _KEY_TTL = dt.timedelta(hours=1)  # how long a verified lookup lets the citizen follow without the digits again
 _DIGITS = re.compile(r"\s*(\d{4})\s*")
 _DIGITISH = re.compile(r"^[\d\s.\-]{1,12}$")  # a short run of digits: a mistyped answer to the digits question
+
+
+BUSY = "busy"  # what `prefetch` leaves when the lookup budget was spent: the handler says "try in a minute"
+
+
+def _fetch_key(code: str) -> str:
+    return f"dossier:{code}"
+
+
+def _verify_key(code: str) -> str:
+    return f"dossier-verify:{code}"
+
+
+def _code_in_update(
+    text: str | None, callback: tuple[str, tuple[str, ...]] | None, nlu: Understanding | None
+) -> str | None:
+    """The dossier code an update may look up: the same places `on_intent`, `on_text`, `on_deep_link` and the
+    [Follow]/[pick] buttons take it from."""
+    if callback is not None:
+        action, args = callback
+        return normalize_code(args[0]) if action in (FOLLOW, PICK) and args else None
+    if not text:
+        return None
+    if text.startswith("/"):
+        head, _sep, args_text = text.partition(" ")
+        if head[1:].split("@", 1)[0].lower() != "start":
+            return None
+        return decode_start_payload(args_text.strip())
+    raw = nlu.entity("dossier_code") if nlu is not None else None
+    return normalize_code(raw) or find_code(text)
 
 
 def code_digest(code: str, secret: str) -> str:
@@ -199,6 +231,8 @@ class DossierCapability:
         budget: LookupBudget | None = None,
         verify_tries: int = 3,
         verify_lock_s: float = 1800.0,
+        sessions: async_sessionmaker[AsyncSession] | None = None,
+        hash_secret: str | None = None,
     ) -> None:
         self.max_follows = max_follows
         self.poll_interval_s = poll_interval_s
@@ -209,6 +243,9 @@ class DossierCapability:
         self.budget = budget if budget is not None else LookupBudget(1.0, 10)
         self.verify_tries = verify_tries
         self.verify_lock = dt.timedelta(seconds=verify_lock_s)
+        # For `prefetch`: its own short reads (and the quota row's write) before the update's transaction opens.
+        self._sessions = sessions
+        self._hash_secret = hash_secret
 
     # ----------------------------------------------------------------- entry points
 
@@ -293,17 +330,105 @@ class DossierCapability:
         portal: DossierSource = ctx.services[self._service]
         return portal
 
+    async def prefetch(
+        self,
+        text: str | None,
+        callback: tuple[str, tuple[str, ...]] | None,
+        nlu: Understanding | None,
+        services: Mapping[str, Any],
+        user_id: int | None = None,
+    ) -> dict[str, object]:
+        """Calls the portal, when this update needs it, before the update's transaction opens: a portal waiting
+        out its deadline (8 s) inside the transaction would hold SQLite's one write lock, and every other
+        citizen's answer with it. The same gate as the handlers decides first, from the citizen's rows (a short
+        read): a new code over the hourly quota or a code never reached is not looked up, and a new code is
+        counted (a short write) before the portal sees it. The handlers find the outcome in `ctx.fetched`; without
+        a citizen (a caller that does not say who) nothing is fetched and they call the portal themselves."""
+        if user_id is None or self._sessions is None or self._hash_secret is None or self._service not in services:
+            return {}
+        portal: DossierSource = services[self._service]
+        now = dt.datetime.now(dt.UTC)
+        code = _code_in_update(text, callback, nlu)
+        digits = _DIGITS.fullmatch(text or "") if code is None and callback is None else None
+        if code is None and digits is None:
+            return {}
+        async with self._sessions() as session:
+            if digits is not None:
+                prompt = await session.get(DossierPrompt, user_id)
+                if prompt is None or prompt.verify_code is None or prompt.expires_at <= now:
+                    return {}
+                code = prompt.verify_code
+            assert code is not None
+            digest = code_digest(code, self._hash_secret)
+            follow = await session.scalar(
+                select(DossierFollow).where(DossierFollow.user_id == user_id, DossierFollow.code == code)
+            )
+            lookup = await session.scalar(
+                select(DossierLookup).where(DossierLookup.user_id == user_id, DossierLookup.code_hash == digest)
+            )
+            recent = await session.scalar(
+                select(func.count())
+                .select_from(DossierLookup)
+                .where(DossierLookup.user_id == user_id, DossierLookup.first_at > now - _HOUR)
+            )
+        locked = lookup is not None and lookup.locked_until is not None and lookup.locked_until > now
+        if digits is not None:  # the second factor for the dossier the citizen was asked about
+            if (lookup is None and follow is None) or locked:
+                return {}
+            if not self.budget.take():
+                return {_verify_key(code): BUSY}
+            return {_verify_key(code): await _outcome(portal.get_dossier(code, phone_last4=digits[1]))}
+        action = callback[0] if callback is not None else None
+        fresh = lookup is None or lookup.last_at <= now - _LOOKUP_MEMORY
+        if action == FOLLOW:
+            key = None if lookup is None else self._key_for(None, lookup, now)
+            if follow is not None or key is None:
+                return {}  # already followed, or the digits are asked for first: nothing to read
+        else:
+            if action == PICK and follow is None and fresh:
+                return {}  # a code this citizen never reached: the handler refuses it
+            if follow is None and fresh and int(recent or 0) >= self.lookups_per_hour:
+                return {}  # over the quota: the handler says so
+            key = self._key_for(follow, lookup, now)
+        if not self.budget.take():
+            return {_fetch_key(code): BUSY}
+        if follow is None and fresh:
+            await self._count_new(user_id, digest, now)
+        return {_fetch_key(code): await _outcome(self._read(portal, code, key))}
+
+    async def _count_new(self, user_id: int, digest: str, now: dt.datetime) -> None:
+        """A new code counts against the quota before the portal sees it (its own short transaction)."""
+        assert self._sessions is not None
+        async with self._sessions() as session, session.begin():
+            if await session.get(User, user_id) is None:
+                return  # a citizen's first update: their row comes with it, and the handler counts the code then
+            await session.execute(
+                delete(DossierLookup).where(
+                    DossierLookup.user_id == user_id, DossierLookup.last_at < now - _LOOKUP_MEMORY
+                )
+            )
+            session.add(DossierLookup(user_id=user_id, code_hash=digest, first_at=now, last_at=now, failures=0))
+
+    async def _read(self, portal: DossierSource, code: str, key: str | None) -> Dossier:
+        """The full view with the citizen's dossier key, else the public view (also when the key was revoked)."""
+        try:
+            return await portal.get_dossier(code, key=key)
+        except VerificationFailed:
+            if key is None:
+                raise
+            log.info("dossier_key_refused", dossier=code_ref(code))
+            return await portal.get_dossier(code)
+
     async def _fetch(self, code: str, ctx: Context, *, key: str | None = None) -> Dossier | _NoDossier:
         """The dossier (its full view with a valid dossier key, else its public view), or the reply that explains
-        why there is none. Called before the handler's first write, so no write lock waits on the portal."""
+        why there is none: fetched by `prefetch`, else here (before the handler's first write)."""
         try:
-            try:
-                return await self._portal(ctx).get_dossier(code, key=key)
-            except VerificationFailed:
-                if key is None:
-                    raise
-                log.info("dossier_key_refused", dossier=code_ref(code))  # revoked: the public view still answers
-                return await self._portal(ctx).get_dossier(code)
+            fetched = ctx.fetched.get(_fetch_key(code))
+            if isinstance(fetched, Dossier):
+                return fetched
+            if isinstance(fetched, PortalError):
+                raise fetched
+            return await self._read(self._portal(ctx), code, key)
         except PortalError as exc:
             return self._no_dossier(exc, code, ctx)
 
@@ -330,7 +455,8 @@ class DossierCapability:
                 if int(recent or 0) >= self.lookups_per_hour:
                     log.info("dossier_quota_refused", user=ctx.user.id, limit=self.lookups_per_hour)
                     return follow, lookup, Reply(ctx.t("dossier.quota", limit=self.lookups_per_hour))
-        if not self.budget.take():
+        fetched = ctx.fetched.get(_fetch_key(code))
+        if fetched == BUSY or (fetched is None and not self.budget.take()):
             log.warning("dossier_lookup_budget_spent", dossier=code_ref(code))
             return follow, lookup, Reply(ctx.t("dossier.busy"))
         return follow, lookup, None
@@ -339,7 +465,7 @@ class DossierCapability:
         follow, lookup, refusal = await self._gate(code, ctx)
         if refusal is not None:
             return [refusal]
-        dossier = await self._fetch(code, ctx, key=self._key_for(follow, lookup, ctx))
+        dossier = await self._fetch(code, ctx, key=self._key_for(follow, lookup, ctx.now))
         if isinstance(dossier, _NoDossier):
             if not dossier.unavailable:  # the portal answered: the code counts, found or not
                 await self._record(code, ctx, lookup)
@@ -385,10 +511,11 @@ class DossierCapability:
         if lookup is None:  # a code this citizen never looked up: a forged or stale button
             log.info("dossier_follow_refused", dossier=code_ref(code))
             return Reply(ctx.t("dossier.bad_button"))
-        key = self._key_for(None, lookup, ctx)
+        key = self._key_for(None, lookup, ctx.now)
         if key is None:  # following reveals changes over time: it needs the second factor too
             return await self._ask_digits(code, ctx)
-        if not self.budget.take():
+        fetched = ctx.fetched.get(_fetch_key(code))
+        if fetched == BUSY or (fetched is None and not self.budget.take()):
             return Reply(ctx.t("dossier.busy"))
         result = await self._fetch(code, ctx, key=key)
         dossier: Dossier | None = None
@@ -446,10 +573,17 @@ class DossierCapability:
         if lookup is not None and self._locked(lookup, ctx):
             await self._clear_prompt(ctx)
             return [Reply(ctx.t("dossier.verify_locked", code=code, minutes=self._lock_minutes(lookup, ctx)))]
-        if not self.budget.take():
+        fetched = ctx.fetched.get(_verify_key(code))
+        if fetched == BUSY or (fetched is None and not self.budget.take()):
             return [Reply(ctx.t("dossier.busy"))]
         try:
-            dossier = await self._portal(ctx).get_dossier(code, phone_last4=digits)
+            if isinstance(fetched, PortalError):
+                raise fetched
+            dossier = (
+                fetched
+                if isinstance(fetched, Dossier)
+                else await self._portal(ctx).get_dossier(code, phone_last4=digits)
+            )
         except VerificationFailed:
             row = await self._record(code, ctx, lookup)
             row.failures += 1
@@ -474,7 +608,7 @@ class DossierCapability:
 
     async def _reached(self, code: str, ctx: Context) -> bool:
         """Did this citizen legitimately reach this code: do they follow it, or did they look it up themselves?"""
-        digest = code_digest(code, ctx.settings.portal_client_secret.get_secret_value())
+        digest = self._digest(code, ctx)
         found = await ctx.session.scalar(
             select(
                 or_(
@@ -492,7 +626,7 @@ class DossierCapability:
         return bool(found)
 
     async def _lookup_row(self, ctx: Context, code: str) -> DossierLookup | None:
-        digest = code_digest(code, ctx.settings.portal_client_secret.get_secret_value())
+        digest = self._digest(code, ctx)
         return await ctx.session.scalar(
             select(DossierLookup).where(DossierLookup.user_id == ctx.user.id, DossierLookup.code_hash == digest)
         )
@@ -508,7 +642,7 @@ class DossierCapability:
             )
             lookup = DossierLookup(
                 user_id=ctx.user.id,
-                code_hash=code_digest(code, ctx.settings.portal_client_secret.get_secret_value()),
+                code_hash=self._digest(code, ctx),
                 first_at=ctx.now,
                 last_at=ctx.now,
                 failures=0,
@@ -520,6 +654,9 @@ class DossierCapability:
             lookup.last_at = ctx.now
         return lookup
 
+    def _digest(self, code: str, ctx: Context) -> str:
+        return code_digest(code, self._hash_secret or ctx.settings.portal_client_secret.get_secret_value())
+
     def _forgotten(self, lookup: DossierLookup, ctx: Context) -> bool:
         return lookup.last_at <= ctx.now - _LOOKUP_MEMORY
 
@@ -530,12 +667,12 @@ class DossierCapability:
         left = (lookup.locked_until - ctx.now).total_seconds() if lookup.locked_until else 0.0
         return max(1, -(-int(left) // 60))
 
-    def _key_for(self, follow: DossierFollow | None, lookup: DossierLookup | None, ctx: Context) -> str | None:
+    def _key_for(self, follow: DossierFollow | None, lookup: DossierLookup | None, now: dt.datetime) -> str | None:
         """The portal's dossier key this citizen holds for the code, if any: their follow's, or a recent
         verification's."""
         if follow is not None and follow.access_key:
             return follow.access_key
-        if lookup is not None and lookup.access_key and lookup.key_until is not None and lookup.key_until > ctx.now:
+        if lookup is not None and lookup.access_key and lookup.key_until is not None and lookup.key_until > now:
             return lookup.access_key
         return None
 
@@ -624,3 +761,11 @@ class DossierCapability:
 
     def _tz(self, ctx: Context) -> ZoneInfo:
         return _zone(ctx.settings.timezone)
+
+
+async def _outcome(call: Awaitable[Dossier]) -> object:
+    """The dossier, or the portal's error for the handler to word (DossierNotFound, PortalUnavailable, ...)."""
+    try:
+        return await call
+    except PortalError as exc:
+        return exc

@@ -161,6 +161,8 @@ def build_capabilities(w: Wiring) -> list[Capability]:
             budget=LookupBudget(s.dossier_lookup_rps, s.dossier_lookup_burst),
             verify_tries=s.dossier_verify_tries,
             verify_lock_s=s.dossier_verify_lock_minutes * 60.0,
+            sessions=w.sessions,
+            hash_secret=s.portal_client_secret.get_secret_value(),
         ),
         EidCapability(content),
         ProceduresCapability(content),

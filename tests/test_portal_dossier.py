@@ -652,3 +652,49 @@ async def test_a_forged_pick_for_a_code_never_reached_shows_nothing(
         callbacks.decode("ds_pick|000.00.12.H22-240101-0003|<script>")
     (reply,) = await cap.on_callback(Incoming(USER_ID, USER_ID, "vi", callback=("ds_pick", ("not-a-code",))), ctx)
     assert reply.text == said(ctx.content, "bad_button")
+
+
+async def test_the_channel_prefetch_gates_and_counts_before_the_transaction(
+    tmp_path: Any, content: Content, emu: PortalEmulator, portal: PortalClient
+) -> None:
+    """The bot looks dossiers up before an update's transaction opens (`prefetch`): the same quota, reach and
+    second-factor rules hold there, and the handler then answers from what was fetched without asking again."""
+    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path}/prefetch.db")
+    async with engine.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    async with sessions() as s, s.begin():
+        s.add(User(id=USER_ID, chat_id=USER_ID, lang="vi"))
+    cap = DossierCapability(lookups_per_hour=3, budget=roomy(), sessions=sessions, hash_secret="k" * 32)
+    services = {"portal": portal}
+
+    async def update(text: str | None = None, data: str | None = None) -> list[Reply]:
+        callback = callbacks.decode(data) if data else None
+        fetched = await cap.prefetch(text, callback, None, services, user_id=USER_ID)
+        async with sessions() as session, session.begin():
+            user = await session.get(User, USER_ID)
+            assert user is not None
+            now = dt.datetime.now(dt.UTC)
+            ctx = Context(content, Settings.model_construct(), session, user, now, services, fetched)
+            inc = Incoming(USER_ID, USER_ID, "vi", text=text, callback=callback, nlu=Understanding("check_status", 0.9))
+            if callback is not None:
+                return await cap.on_callback(inc, ctx)
+            if await cap.wants_text(ctx):
+                return await cap.on_text(inc, ctx)
+            return await cap.on_intent(inc, ctx)
+
+    replies = [(await update(f"000.00.12.H22-240101-{n:04d}"))[0] for n in range(1, 6)]
+    assert emu.count("dossiers") == 3
+    assert [r.text for r in replies[3:]] == [said(content, "quota", limit=3)] * 2
+    assert said(content, "card_title", code=PROCESSING) in replies[2].text
+    (forged,) = await update(data=callbacks.encode("ds_pick", SUPPLEMENT))
+    assert forged.text == said(content, "bad_button") and emu.count("dossiers") == 3
+    (question,) = await update(data=callbacks.encode("ds_verify", PROCESSING))
+    assert question.text == said(content, "verify_ask", code=PROCESSING)
+    (card,) = await update(DIGITS[PROCESSING])
+    assert "N*** V** A" in card.text and f"ds_follow|{PROCESSING}" in button_data(card)
+    assert emu.count("dossiers") == 4 and emu.verifications == {"ok": 1}  # asked once, before the transaction
+    (followed,) = await update(data=callbacks.encode("ds_follow", PROCESSING))
+    assert followed.text == said(content, "followed", code=PROCESSING)
+    assert emu.count("dossiers") == 5  # the full view read once with the dossier key
+    await engine.dispose()
