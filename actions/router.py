@@ -155,17 +155,19 @@ class Assistant:
         callback: tuple[str, tuple[str, ...]] | None,
         nlu: Understanding | None,
         services: dict[str, Any],
+        user_id: int | None = None,
     ) -> dict[str, object]:
         """Network reads the update may need (a dossier lookup), done by the channel before the update's
-        transaction opens, like `understand`; a capability's `prefetch` hook decides from the update alone, and
-        its handlers find the results in `ctx.fetched`. A hook that fails is logged: its handler fetches then."""
+        transaction opens, like `understand`; a capability's `prefetch` hook decides from the update and the
+        citizen it comes from (`user_id`: a hook may read their rows, e.g. a lookup quota), and its handlers find
+        the results in `ctx.fetched`. A hook that fails is logged: its handler fetches then."""
         fetched: dict[str, object] = {}
         for cap in self.capabilities:
             hook = getattr(cap, "prefetch", None)
             if hook is None:
                 continue
             try:
-                fetched.update(await hook(text, callback, nlu, services))
+                fetched.update(await hook(text, callback, nlu, services, user_id=user_id))
             except Exception as exc:  # never lose the update over a read it may not even need
                 log.warning("prefetch.failed", capability=type(cap).__name__, error=type(exc).__name__)
         return fetched

@@ -177,7 +177,11 @@ class TelegramAdapter:
         understood = await self.assistant.understand(text) if work == self.assistant.on_text else None
         # So is the portal: a dossier lookup may wait its whole deadline (8 s), and other citizens must not.
         relay = work == self.assistant.on_staff_group  # staff answering a ticket: nothing to look up
-        fetched = {} if relay else await self.assistant.prefetch(text, callback, understood, self.services)
+        fetched = (
+            {}
+            if relay
+            else await self.assistant.prefetch(text, callback, understood, self.services, user_id=tg_user.id)
+        )
         async with unit_of_work(self.sessions) as session:
             row = (await session.execute(_USER_AND_HANDLED, {"uid": tg_user.id, "upd": update.update_id})).first()
             if row is not None:
