@@ -34,6 +34,7 @@ STAFF_ONLY = {
     "staff_members": "staff roles: who may broadcast or answer tickets",
     "audit_log": "the trail of staff actions (actor_id is a staff member)",
     "broadcasts": "announcements, created_by a staff member; recipients live in broadcast_deliveries",
+    "console_links": "sign-in links to the staff console, sent only to staff members",
 }
 
 
