@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import inspect
 import json
 from collections.abc import Sequence
@@ -29,6 +30,7 @@ PROBE_USER = "probe_user_id"  # the bound parameter of the text-wait probe
 # once only when the model is sure, else confirmed with a button first. Erasing data asks on its own (privacy.py).
 CONFIRM_FIRST = frozenset({"human_handover"})
 CONFIRM_SURE = 0.9
+PICK_WITHIN = dt.timedelta(hours=1)  # a "did you mean…?" pressed later than this starts afresh
 NEW_USER_S = 0.001  # the adapter writes a new citizen's created_at as the update's own time (ctx.now)
 FALLBACK_INTENT = "nlu_fallback"  # what Rasa's FallbackClassifier predicts below its threshold
 
@@ -261,7 +263,13 @@ class Assistant:
             return [await self.menu(ctx, "common.lang_set")]
         if action in ("c_intent", "c_pick") and args:
             ctx.user.fallbacks_in_row = 0
-            picked = Incoming(**{**_fields(inc), "nlu": Understanding(args[0], 1.0), "callback": None})
+            text = None
+            if action == "c_pick":  # "did you mean…?" answered: go on with the message it asked about
+                asked = await self._asked(ctx)
+                if asked is not None:
+                    text, sent_at = asked
+                    ctx = replace(ctx, now=sent_at)  # "in 1 minute" counts from when it was sent
+            picked = Incoming(**{**_fields(inc), "nlu": Understanding(args[0], 1.0), "callback": None, "text": text})
             return await self.dispatch(args[0], picked, ctx)
         cap = self.by_callback.get(action)
         if cap is None:
@@ -359,6 +367,21 @@ class Assistant:
             return [Reply(ctx.t("common.fallback_again"), rows)]
         return [await self.menu(ctx, "common.fallback")]
 
+    async def _asked(self, ctx: Context) -> tuple[str, dt.datetime] | None:
+        """The message a "did you mean…?" was about (kept, redacted, in the review queue) and when it was sent."""
+        row = (
+            await ctx.session.execute(
+                select(NluReview.text, NluReview.created_at)
+                .where(NluReview.user_id == ctx.user.id, NluReview.reason == "ambiguous")
+                .order_by(NluReview.created_at.desc())
+                .limit(1)
+            )
+        ).first()
+        if row is None:
+            return None
+        sent_at = _aware(row.created_at, ctx)
+        return (row.text, sent_at) if ctx.now - sent_at <= PICK_WITHIN else None
+
     async def _review(self, inc: Incoming, ctx: Context, nlu: Understanding, reason: str) -> None:
         if ctx.user.review_opt_out:  # the citizen said no to their messages improving the model (/privacy)
             return
@@ -373,6 +396,10 @@ class Assistant:
                 created_at=ctx.now,
             )
         )
+
+
+def _aware(moment: dt.datetime, ctx: Context) -> dt.datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=ctx.now.tzinfo)
 
 
 def _is_new(ctx: Context) -> bool:

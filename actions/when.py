@@ -934,7 +934,11 @@ def _resolve(s: _Slots, now: datetime, tz: ZoneInfo) -> _Resolved:
         return datetime.combine(d, time(h, mi), tzinfo=tz)
 
     if s.instant is not None:
-        return _Resolved("ok", (now + s.instant).replace(second=0, microsecond=0))
+        # Up to the next whole minute, never down: "in 1 minute" said at 19:19:40 is 19:21, not 19:20 (which the
+        # confirmation a few seconds later would already find in the past).
+        moment = now + s.instant
+        minute = moment.replace(second=0, microsecond=0)
+        return _Resolved("ok", minute if minute == moment else minute + timedelta(minutes=1))
     if s.clock is not None:
         options = _hours(s.clock, s.part)
         if s.day is not None:

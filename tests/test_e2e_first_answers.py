@@ -4,13 +4,17 @@ Telegram emulator over HTTP."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 from sqlalchemy import func, select
 
+from actions.when import VN_TZ, parse_when
 from nlu.server import RasaServer
 from sandbox.telegram.client import SandboxClient, SimMessage, SimUser
 from store.db import unit_of_work
 from store.models_guides import RenewalDialogue
 from store.models_handover import Ticket
+from store.models_reminders import Reminder
 from tests.conftest import BotRunner
 from tests.test_e2e_handover import ALWAYS_OPEN, make_staff, staff_group
 
@@ -150,3 +154,27 @@ async def test_a_ticket_is_not_opened_on_a_guess(
     await one(khoa)
     [post] = await group.wait_for(count=1, timeout=15)
     assert post.body.startswith("🆘 Yêu cầu #")  # confirmed: now staff see it
+
+
+def test_a_relative_time_is_rounded_up_to_the_minute_never_down() -> None:
+    said_at = dt.datetime(2026, 12, 5, 19, 19, 40, tzinfo=VN_TZ)
+    when = parse_when("nhắc tôi 1 phút nữa kiểm tra hồ sơ", said_at)
+    assert when.at == dt.datetime(2026, 12, 5, 19, 21, tzinfo=VN_TZ)  # 19:20 would be gone before "yes"
+    exact = parse_when("nhắc tôi 1 phút nữa kiểm tra hồ sơ", said_at.replace(second=0))
+    assert exact.at == dt.datetime(2026, 12, 5, 19, 20, tzinfo=VN_TZ)
+
+
+async def test_in_one_minute_is_still_ahead_when_confirmed(
+    sandbox: SandboxClient, bots: BotRunner, rasa: RasaServer, db_url: str
+) -> None:
+    runtime = await bots.start(db_url, rasa_url=rasa.url)
+    lan = await sandbox.user(5609, first_name="Lan", language_code="vi")
+    await lan.send("nhắc tôi 1 phút nữa kiểm tra hồ sơ")
+    ask = await one(lan)
+    assert "kiểm tra hồ sơ?" in ask.body
+    await lan.press(ask, "Đúng")
+    done = await one(lan)
+    assert "đã qua" not in done.body
+    async with unit_of_work(runtime.sessions) as s:
+        [reminder] = (await s.scalars(select(Reminder).where(Reminder.user_id == lan.id))).all()
+        assert reminder.remind_at > dt.datetime.now(dt.UTC)
