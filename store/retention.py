@@ -10,16 +10,19 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.settings import Settings
+from store.models_dossier import DossierLookup
 from store.models_handover import CLOSED, Feedback, Ticket
 from store.models_news import FINAL_STATES, Broadcast, Delivery
 from store.models_reminders import CANCELLED, DROPPED, FAILED, SENT, STOPPED, UNKNOWN, Reminder
 
 REMINDER_DONE = (SENT, FAILED, DROPPED, CANCELLED, STOPPED, UNKNOWN)  # never sent again: history only
+# = actions.dossier._LOOKUP_MEMORY: a code looked up longer ago counts as new again, so its hash serves no purpose.
+LOOKUP_KEEP = dt.timedelta(days=1)
 
 
 async def purge_by_retention(session: AsyncSession, settings: Settings, now: dt.datetime) -> dict[str, int]:
-    """Apply TICKET_RETENTION_DAYS, FEEDBACK_RETENTION_DAYS, REMINDER_HISTORY_DAYS and DELIVERY_RETENTION_DAYS;
-    returns how many rows each touched."""
+    """Apply TICKET_RETENTION_DAYS, FEEDBACK_RETENTION_DAYS, REMINDER_HISTORY_DAYS and DELIVERY_RETENTION_DAYS,
+    and forget looked-up dossier codes a day after their last lookup; returns how many rows each touched."""
 
     def days(n: int) -> dt.datetime:
         return now - dt.timedelta(days=n)
@@ -44,6 +47,12 @@ async def purge_by_retention(session: AsyncSession, settings: Settings, now: dt.
         .execution_options(synchronize_session=False)
     )
     done["reminders"] = _count(result)
+    result = await session.execute(
+        delete(DossierLookup)
+        .where(DossierLookup.last_at < now - LOOKUP_KEEP)
+        .execution_options(synchronize_session=False)
+    )
+    done["dossier_lookups"] = _count(result)
     # A delivery row of a finished broadcast keeps its state for the staff report but no longer says who got it.
     finished = select(Broadcast.id).where(Broadcast.finished_at < days(settings.delivery_retention_days))
     result = await session.execute(

@@ -15,6 +15,7 @@ from nlu.server import RasaServer
 from sandbox.telegram.client import SandboxClient
 from store.db import unit_of_work
 from store.models import NluReview, User
+from store.models_dossier import DossierLookup
 from store.models_handover import CLOSED, WAITING, Feedback, Ticket
 from store.models_news import DONE, SENT, Broadcast, Delivery
 from store.models_reminders import PENDING, Reminder
@@ -196,8 +197,11 @@ async def test_the_purge_applies_each_retention_period(sandbox: SandboxClient, b
                 Delivery(broadcast_id=recent.id, user_id=601, chat_id=601, state=SENT, message_id=6),
             ]
         )
+        for code, last in (("a" * 64, ago(2)), ("b" * 64, now - dt.timedelta(hours=2))):
+            s.add(DossierLookup(user_id=601, code_hash=code, first_at=last, last_at=last, failures=0))
     await runtime.purge()
     async with unit_of_work(runtime.sessions) as s:
+        assert (await s.scalars(select(DossierLookup.code_hash))).all() == ["b" * 64]
         assert sorted((await s.scalars(select(Ticket.origin))).all()) == ["open", "recent"]
         assert (await s.scalars(select(Feedback.topic))).all() == ["recent"]
         assert sorted((await s.scalars(select(Reminder.kind))).all()) == ["due", "recent"]
