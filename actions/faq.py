@@ -142,7 +142,7 @@ class Faq:
         for entry in self.entries:
             if not entry.matches(norm) or not entry.heard(nlu):
                 continue
-            if nlu.intent in entry.unless and nlu.confidence >= SURE:
+            if nlu.intent in entry.unless and nlu.confidence >= SURE and not _bare_lookup(nlu):
                 return None
             log.info("faq.matched", entry=entry.id, intent=nlu.intent)
             if entry.guide:
@@ -207,6 +207,11 @@ def source_line(ctx: Context, key: str) -> str | None:
     if entry.checked is not None:
         return ctx.t("procedures.checked_line", date=entry.checked.strftime("%d/%m/%Y"), source=entry.source)
     return ctx.t("faq.unchecked_line", source=entry.source)
+
+
+def _bare_lookup(nlu: Understanding) -> bool:
+    """A "check my dossier" reading with no dossier code: the words of a real question say more than it does."""
+    return nlu.intent == "check_status" and nlu.entity("dossier_code") is None
 
 
 def _routed(nlu: Understanding, intent: str, **values: str | None) -> Understanding:
