@@ -95,15 +95,22 @@ async def test_a_followed_dossier_advanced_from_the_chat_brings_a_notice(
     mark = len(screen.lines)
     await session.handle("/portal codes")
     assert f"{NEW}  Đăng ký khai sinh — 1:" in screen.since(mark)
+    assert f"(phone …{portal.phone_last4(NEW)})" in screen.since(mark)
+
+    def button(shown: str, label: str) -> str:
+        return next(line.split("]")[0].rsplit("[", 1)[1] for line in shown.splitlines() if f"] {label}" in line)
 
     mark = len(screen.lines)
     await session.handle(NEW)
-    shown = await screen.wait_for(lambda s: "] 🔔 Theo dõi hồ sơ này" in s, mark)
-    number = next(
-        line.split("]")[0].rsplit("[", 1)[1] for line in shown.splitlines() if "] 🔔 Theo dõi hồ sơ này" in line
-    )
+    shown = await screen.wait_for(lambda s: "] 🔑 Xem chi tiết và theo dõi" in s, mark)
     mark = len(screen.lines)
-    await session.handle(number)
+    await session.handle(button(shown, "🔑 Xem chi tiết và theo dõi"))
+    await screen.wait_for(lambda s: "4 số cuối" in s, mark)
+    mark = len(screen.lines)
+    await session.handle(portal.phone_last4(NEW))  # what /portal codes shows as "phone …NNNN"
+    shown = await screen.wait_for(lambda s: "] 🔔 Theo dõi hồ sơ này" in s, mark)
+    mark = len(screen.lines)
+    await session.handle(button(shown, "🔔 Theo dõi hồ sơ này"))
     await screen.wait_for(lambda s: NEW in s, mark)
 
     mark = len(screen.lines)

@@ -254,7 +254,7 @@ class ChatSession:
                 self.out(f"({view.label} {line[1:]}ed the bot)")
             else:
                 self.out("(only a citizen can block the bot)")
-        elif line.isdigit():
+        elif line.isdigit() and len(line) <= 2:  # longer numbers (a phone's last 4 digits) are typed text
             n = int(line)
             if not 1 <= n <= len(view.buttons):
                 self.out(f"(no button {n} here; the buttons of the latest message are numbered 1–{len(view.buttons)})")
@@ -312,11 +312,14 @@ class ChatSession:
         )
         token.raise_for_status()
         auth = {"Authorization": f"Bearer {token.json()['access_token']}"}
-        lines = ["The portal's sample dossiers (type a code to the bot to look it up or follow it):"]
+        lines = [
+            "The portal's sample dossiers (type a code to the bot to look it up; the full card and following ask for",
+            "the last 4 digits of the applicant's phone, shown here as 'phone …NNNN'):",
+        ]
         for d in SEED.dossiers:
             r = await self.portal.get(f"/dossiers/{d.code}", headers=auth)
             status = r.json()["status"] if r.status_code == 200 else {"code": "?", "name": r.reason_phrase}
-            lines.append(f"  {d.code}  {d.procedure} — {status['code']}: {status['name']}")
+            lines.append(f"  {d.code}  {d.procedure} — {status['code']}: {status['name']}  (phone …{d.phone[-4:]})")
         self.out("\n".join(lines))
 
 
