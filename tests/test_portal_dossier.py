@@ -698,3 +698,15 @@ async def test_the_channel_prefetch_gates_and_counts_before_the_transaction(
     assert followed.text == said(content, "followed", code=PROCESSING)
     assert emu.count("dossiers") == 5  # the full view read once with the dossier key
     await engine.dispose()
+
+
+def test_the_lookup_budget_is_a_token_bucket() -> None:
+    clock = [0.0]
+    budget = LookupBudget(2.0, 3, clock=lambda: clock[0])
+    assert [budget.take() for _ in range(4)] == [True, True, True, False]  # the burst, then nothing
+    clock[0] = 0.5  # one token back at 2 per second
+    assert [budget.take(), budget.take()] == [True, False]
+    clock[0] = 100.0  # idle for long: never more than the burst
+    assert sum(budget.take() for _ in range(10)) == 3
+    with pytest.raises(ValueError):
+        LookupBudget(0.0, 1)
