@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from functools import partial
 
 import structlog
-from sqlalchemy import BigInteger, bindparam, exists, select
+from sqlalchemy import BigInteger, Boolean, bindparam, exists, select
+from sqlalchemy import text as sql_text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from telegram import Bot, Message, Update
 from telegram.constants import ChatType, ParseMode
@@ -28,6 +29,7 @@ from bot.spool import ReplySpool
 from core import metrics
 from core.flood import FloodGuard
 from core.settings import Settings
+from store.base import UTCDateTime
 from store.db import unit_of_work
 from store.models import ProcessedUpdate, User
 
@@ -51,6 +53,23 @@ LAST_SEEN_EVERY = dt.timedelta(minutes=1)
 _USER_AND_HANDLED = select(
     User, exists().where(ProcessedUpdate.update_id == bindparam("upd", type_=BigInteger)).label("handled")
 ).where(User.id == bindparam("uid", type_=BigInteger))
+
+# PostgreSQL: a chat's transaction-scoped lock (the one-bigint key space; migrations use the two-int one) and the
+# update's claim. Text statements, built once: the dialects' on_conflict constructs have no cache key.
+_CHAT_LOCK = sql_text("SELECT pg_advisory_xact_lock(:chat)").bindparams(bindparam("chat", type_=BigInteger))
+_CLAIM = sql_text(
+    "INSERT INTO processed_updates (update_id, handled_at) VALUES (:upd, :at) "
+    "ON CONFLICT DO NOTHING RETURNING update_id"
+).bindparams(bindparam("upd", type_=BigInteger), bindparam("at", type_=UTCDateTime(timezone=True)))
+# Both dialects: the citizen's row unless another transaction (another chat, another replica) just wrote it.
+_NEW_USER = sql_text(
+    "INSERT INTO users (id, chat_id, lang, active, fallbacks_in_row, created_at, last_seen_at) "
+    "VALUES (:uid, :uid, :lang, :active, 0, :at, :at) ON CONFLICT (id) DO NOTHING"
+).bindparams(
+    bindparam("uid", type_=BigInteger),
+    bindparam("active", value=True, type_=Boolean),
+    bindparam("at", type_=UTCDateTime(timezone=True)),
+)
 
 Work = Callable[[Incoming, Context], Awaitable[list[Reply]]]
 
@@ -183,21 +202,36 @@ class TelegramAdapter:
             else await self.assistant.prefetch(text, callback, understood, self.services, user_id=tg_user.id)
         )
         async with unit_of_work(self.sessions) as session:
-            row = (await session.execute(_USER_AND_HANDLED, {"uid": tg_user.id, "upd": update.update_id})).first()
-            if row is not None:
-                user, handled = row[0], bool(row[1])
-            else:  # a citizen the bot has not met: the guard alone
-                user, handled = None, await session.get(ProcessedUpdate, update.update_id) is not None
-            if handled:
-                log.info("update.duplicate", update_id=update.update_id)
-                return
+            replicated = session.get_bind().dialect.name == "postgresql"
+            user: User | None
+            if replicated:
+                # Bot replicas share PostgreSQL, and per-chat order in process memory holds within one process only.
+                # The chat's lock (held to the commit) runs its updates one at a time across replicas; the update is
+                # then claimed before anything runs, so a copy handed to the other replica waits for this one's
+                # commit and stops here, instead of running its side effects and failing on the guard's row at the
+                # end (or answering twice).
+                await session.execute(_CHAT_LOCK, {"chat": chat.id})
+                if (await session.execute(_CLAIM, {"upd": update.update_id, "at": now})).first() is None:
+                    log.info("update.duplicate", update_id=update.update_id)
+                    return
+                user = await session.get(User, tg_user.id)
+            else:  # SQLite: one process, whose chat lanes already order a chat's updates
+                row = (await session.execute(_USER_AND_HANDLED, {"uid": tg_user.id, "upd": update.update_id})).first()
+                if row is not None:
+                    user, handled = row[0], bool(row[1])
+                else:  # a citizen the bot has not met: the guard alone
+                    user, handled = None, await session.get(ProcessedUpdate, update.update_id) is not None
+                if handled:
+                    log.info("update.duplicate", update_id=update.update_id)
+                    return
             if user is None:
+                # Inserted unless present: the same citizen's first updates in two chats (or on two replicas) race
+                # for this row, and the loser must use the winner's row, not fail with an error reply. Written at
+                # once: rows the capabilities add refer to it.
                 lang = "en" if _is_en(tg_user.language_code) else "vi"
-                user = User(id=tg_user.id, chat_id=tg_user.id, lang=lang)
-                session.add(user)
-                # Written at once: rows the capabilities add refer to it, and a Core statement (the router's text
-                # probe) does not autoflush, so nothing else would order this INSERT before theirs.
-                await session.flush()
+                await session.execute(_NEW_USER, {"uid": tg_user.id, "lang": lang, "at": now})
+                user = await session.get(User, tg_user.id)
+                assert user is not None
             ctx = Context(self.content, self.settings, session, user, now, self.services, fetched)
             msg = update.message
             inc = Incoming(
@@ -217,7 +251,8 @@ class TelegramAdapter:
             )
             replies = await work(inc, ctx)
             # The bookkeeping writes come last, so an update that only reads takes the write lock just to commit.
-            session.add(ProcessedUpdate(update_id=update.update_id, handled_at=now))
+            if not replicated:
+                session.add(ProcessedUpdate(update_id=update.update_id, handled_at=now))
             if now - user.last_seen_at >= LAST_SEEN_EVERY:  # to the minute: one UPDATE less per message
                 user.last_seen_at = now
             if not user.active:

@@ -10,9 +10,10 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event, exc
+from sqlalchemy import create_engine, event, exc, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import NullPool
 from sqlalchemy.util import await_only
 
 from store import sqlite_inline
@@ -20,6 +21,9 @@ from store import sqlite_inline
 ROOT = Path(__file__).resolve().parent.parent
 # How long a write waits for this process's other writers on SQLite (the busy_timeout other processes get).
 WRITE_WAIT_S = 30.0
+# PostgreSQL advisory lock keys (the two-int key space, apart from the per-chat locks' one-bigint keys): migrations.
+MIGRATION_LOCK = {"a": 0x0CA, "b": 1}
+MIGRATION_WAIT_S = 300.0
 
 
 def make_engine(url: str) -> AsyncEngine:
@@ -123,4 +127,27 @@ def alembic_config(url: str) -> Config:
 
 async def migrate(url: str) -> None:
     """Bring the schema to the latest revision (run in a thread: Alembic's env drives its own event loop)."""
-    await asyncio.to_thread(command.upgrade, alembic_config(url), "head")
+    await asyncio.to_thread(_upgrade, url)
+
+
+def _upgrade(url: str) -> None:
+    """On PostgreSQL under a session advisory lock: two replicas starting together would otherwise both see the
+    revision missing and both apply it (the second failing half-way on "already exists"); the second now waits,
+    then finds nothing to do. SQLite is one process's file: nothing to serialise."""
+    if make_url(url).get_backend_name() != "postgresql":
+        command.upgrade(alembic_config(url), "head")
+        return
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            # A stuck migration elsewhere fails this start after MIGRATION_WAIT_S instead of hanging it for ever.
+            conn.execute(text(f"SET lock_timeout = '{int(MIGRATION_WAIT_S * 1000)}ms'"))
+            conn.execute(text("SELECT pg_advisory_lock(:a, :b)"), MIGRATION_LOCK)
+            conn.commit()
+            try:
+                command.upgrade(alembic_config(url), "head")
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:a, :b)"), MIGRATION_LOCK)
+                conn.commit()
+    finally:
+        engine.dispose()
