@@ -1,5 +1,6 @@
-"""Operations endpoints on HEALTH_PORT, in polling and webhook mode alike: /healthz (200 only when the database
-and the NLU server answer) and Prometheus /metrics."""
+"""Operations endpoints on HEALTH_PORT, in polling and webhook mode alike: /livez (the process answers: for the
+supervisor's liveness check), /readyz (200 only when the database and the NLU server answer: for the proxy's
+upstream check; /healthz is the same, kept for existing checks) and Prometheus /metrics."""
 
 from __future__ import annotations
 
@@ -44,7 +45,9 @@ class HealthServer:
 
     async def start(self) -> None:
         app = web.Application()
-        app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/livez", self.livez)
+        app.router.add_get("/readyz", self.healthz)
+        app.router.add_get("/healthz", self.healthz)  # the readiness check's former name
         app.router.add_get("/metrics", self.metrics)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -59,6 +62,11 @@ class HealthServer:
 
     async def checks(self) -> dict[str, bool]:
         return await dependency_states(self.runtime)
+
+    async def livez(self, _: web.Request) -> web.Response:
+        """The event loop answers: nothing else is asked. A Rasa or database outage must not make a supervisor
+        restart a bot whose menus and buttons still work (and whose restart would not bring either back)."""
+        return web.json_response({"alive": True})
 
     async def healthz(self, _: web.Request) -> web.Response:
         results = await self.checks()

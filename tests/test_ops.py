@@ -1,4 +1,5 @@
-"""Operations endpoints of the running bot: /healthz follows the database and the NLU server, /metrics counts
+"""Operations endpoints of the running bot: /livez answers while the process does, /readyz (and /healthz) follow
+the database and the NLU server, /metrics counts
 updates, NLU latency, the review queue, Bot API calls (429s included) and the queues in the database."""
 
 from __future__ import annotations
@@ -46,6 +47,20 @@ async def test_healthz_follows_the_database_and_the_nlu(
     await bots.start(db_url, health_port=port)  # nothing listens at the default NLU URL of the fixtures
     down = await get(port, "/healthz")
     assert (down.status_code, down.json()) == (503, {"database": True, "nlu": False})
+
+
+async def test_liveness_holds_through_an_nlu_outage_readiness_does_not(
+    sandbox: SandboxClient, bots: BotRunner, db_url: str
+) -> None:
+    port = free_port()
+    await bots.start(db_url, health_port=port)  # nothing listens at the default NLU URL of the fixtures
+    live = await get(port, "/livez")
+    assert (live.status_code, live.json()) == (200, {"alive": True})  # no restart loop while Rasa is away
+    ready = await get(port, "/readyz")
+    assert (ready.status_code, ready.json()) == (503, {"database": True, "nlu": False})
+    user = await sandbox.user(9101, first_name="An", language_code="vi")
+    await user.command("menu")  # and the bot it keeps alive still answers its menus
+    assert (await one(user)).buttons
 
 
 async def test_metrics_count_what_the_bot_does(
