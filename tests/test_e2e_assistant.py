@@ -71,11 +71,18 @@ async def test_status_lookup_follow_and_change_notice(
     )
     chi = await sandbox.user(4003, first_name="Chi", language_code="vi")
     await chi.send(f"tra cứu hồ sơ {PROCESSING.lower()}")
+    public = await one(chi)
+    assert "Đang xử lý" in public.body and "N***" not in public.body  # a bare code: procedure and status only
+    # The full card and following need the last 4 digits of the applicant's phone number.
+    await chi.press(public, "🔑 Xem chi tiết và theo dõi")
+    await one(chi)
+    await chi.send(portal.phone_last4(PROCESSING))
     card = await one(chi)
     assert "Đang xử lý" in card.body and "N*** V** A" in card.body and "Nguyễn Văn An" not in card.body
     await chi.press(card, "🔔 Theo dõi hồ sơ này")
     followed = await one(chi)
     assert "theo dõi" in followed.body
+    await asyncio.sleep(1.5)  # Telegram takes about one message a second per chat: let the notice not be throttled
     portal.advance(PROCESSING)  # 4 → the next status
     notice = await one(chi, wait_s=20)
     assert PROCESSING in notice.body

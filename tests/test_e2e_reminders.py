@@ -212,10 +212,16 @@ async def test_a_followed_dossier_deadline_brings_three_reminders_and_its_remova
     portal.set_status(code, 5, "Thiếu giấy tờ", supplement={"items": ["Hợp đồng thuê nhà"], "deadline": deadline})
     dung = await sandbox.user(6040, first_name="Dũng", language_code="vi")
     await dung.send(f"tra cứu hồ sơ {code}")
+    public = await one(dung)
+    assert "Hợp đồng thuê nhà" not in plain(public)  # a bare code shows the status only
+    await dung.press(public, "🔑 Xem chi tiết và theo dõi")
+    await one(dung)
+    await dung.send(portal.phone_last4(code))  # the applicant's phone digits open the full card
     card = await one(dung)
     assert "Hợp đồng thuê nhà" in plain(card) and deadline.strftime("%d/%m/%Y") in plain(card)
     await dung.press(card, "🔔 Theo dõi hồ sơ này")
     await one(dung)
+    await asyncio.sleep(1.5)  # Telegram takes about one message a second per chat: let the notice not be throttled
     rows = await rows_of(runtime.sessions, 6040)
     expected = [
         dt.datetime.combine(deadline_day - dt.timedelta(days=n), dt.time(7, 30), tzinfo=VN).astimezone(dt.UTC)
