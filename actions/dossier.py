@@ -763,6 +763,17 @@ class DossierCapability:
         return _zone(ctx.settings.timezone)
 
 
+async def purge_lookups(session: AsyncSession, now: dt.datetime) -> None:
+    """Forget looked-up codes (their hashes, wrong tries, dossier keys) a day after their last use, unless a lock
+    on them still runs: the quota and the button check need no more (the hourly purge calls this)."""
+    await session.execute(
+        delete(DossierLookup).where(
+            DossierLookup.last_at < now - _LOOKUP_MEMORY,
+            or_(DossierLookup.locked_until.is_(None), DossierLookup.locked_until < now),
+        )
+    )
+
+
 async def _outcome(call: Awaitable[Dossier]) -> object:
     """The dossier, or the portal's error for the handler to word (DossierNotFound, PortalUnavailable, ...)."""
     try:

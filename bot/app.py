@@ -23,7 +23,7 @@ from actions.base import Capability
 from actions.broadcast_ui import ENGINE_SERVICE, BroadcastUI
 from actions.content import Content
 from actions.content_schema import guides_section
-from actions.dossier import DossierCapability, render_change
+from actions.dossier import DossierCapability, purge_lookups, render_change
 from actions.eid import EidCapability
 from actions.erasure import delete_staff_copies
 from actions.faq import Faq
@@ -107,7 +107,8 @@ class Runtime:
         """Forget what is no longer needed: handled update ids, review-queue texts past retention, the recent
         messages kept for handover posts, renewal dialogues (they hold a date of birth) left unfinished,
         reminder drafts never confirmed (REMINDER_DRAFT_HOURS), and what the retention settings say is no longer
-        needed: closed tickets, answer feedback, reminder history, who received a broadcast (store/retention.py)."""
+        needed: closed tickets, answer feedback, reminder history, who received a broadcast (store/retention.py);
+        dossier codes looked up (as hashes) a day after their last use."""
         now = dt.datetime.now(dt.UTC)
         async with unit_of_work(self.sessions) as session:
             await session.execute(
@@ -120,6 +121,7 @@ class Runtime:
             await purge_console_links(session, now)
             await purge_reminder_drafts(session, now - dt.timedelta(hours=self.settings.reminder_draft_hours))
             await purge_by_retention(session, self.settings, now)
+            await purge_lookups(session, now)
 
 
 def build_capabilities(w: Wiring) -> list[Capability]:

@@ -22,6 +22,7 @@ from actions.dossier import (
     deep_link,
     encode_start_payload,
     mask_name,
+    purge_lookups,
     render_change,
 )
 from actions.types import Button, Entity, Incoming, Reply, Understanding
@@ -710,3 +711,16 @@ def test_the_lookup_budget_is_a_token_bucket() -> None:
     assert sum(budget.take() for _ in range(10)) == 3
     with pytest.raises(ValueError):
         LookupBudget(0.0, 1)
+
+
+async def test_looked_up_codes_are_forgotten_a_day_after_their_last_use(cap: DossierCapability, ctx: Context) -> None:
+    await ask(cap, ctx, PROCESSING)
+    await ask(cap, ctx, RECEIVED)
+    ctx.now = NOW + dt.timedelta(hours=20)
+    await ask(cap, ctx, RECEIVED)  # used again: kept longer
+    await ctx.session.flush()
+    await purge_lookups(ctx.session, NOW + dt.timedelta(hours=25))
+    ctx.now = NOW + dt.timedelta(hours=25)
+    assert await ctx.session.scalar(select(func.count()).select_from(DossierLookup)) == 1
+    (reply,) = await press(cap, ctx, callbacks.encode("ds_pick", PROCESSING))
+    assert reply.text == said(ctx.content, "bad_button")  # no longer a code this citizen reached
