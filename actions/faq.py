@@ -23,6 +23,7 @@ from actions.guides import START
 from actions.procedures import SHOW
 from actions.renewal import START as RENEWAL_START
 from actions.types import Button, Entity, Incoming, Reply, Understanding
+from nlu.client import clean_text
 
 log = structlog.get_logger(__name__)
 
@@ -130,7 +131,7 @@ class Faq:
 
     def is_nonsense(self, text: str) -> bool:
         """Letters, but not one word the assistant knows (two letters or more): keyboard mashing, "blah blah"."""
-        tokens = [t for t in normalise(text).split() if len(t) >= 2 and not t.isdigit()]
+        tokens = [t for t in normalise(clean_text(text)).split() if len(t) >= 2 and not t.isdigit()]
         return bool(tokens) and not any(t in self.vocabulary for t in tokens)
 
     def match(self, inc: Incoming, ctx: Context) -> Hit | None:
@@ -138,7 +139,7 @@ class Faq:
         nlu = inc.nlu
         if not text.strip() or nlu is None:
             return None
-        norm = normalise(text)
+        norm = normalise(clean_text(text))  # as the NLU read it: composed, without zero-width characters
         for entry in self.entries:
             if not entry.matches(norm) or not entry.heard(nlu):
                 continue
