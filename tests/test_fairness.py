@@ -40,8 +40,9 @@ async def test_a_hanging_portal_does_not_delay_another_citizens_reply(
     print(f"another citizen answered in {other_s:.2f} s while a portal lookup hung")
     assert other_s < 1.0, other_s
     assert not await waiting.read(), "the first citizen was answered before the portal did"
-    [card] = await waiting.wait_for(count=1, timeout=15)
-    assert PROCESSING in card.body
+    seen: list[str] = []
+    while not any(PROCESSING in body for body in seen):  # a first visit may be greeted before the card
+        seen += [m.body for m in await waiting.wait_for(count=1, timeout=15)]
 
 
 async def test_one_chat_flooding_buttons_does_not_hold_up_another_chat(
