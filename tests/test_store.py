@@ -178,3 +178,35 @@ async def test_sqlite_another_process_lock_held_too_long_fails_like_a_busy_datab
     other.execute("ROLLBACK")
     other.close()
     await engine.dispose()
+
+
+async def test_upgrading_a_sqlite_database_keeps_every_row_that_refers_to_a_rebuilt_table(tmp_path: Path) -> None:
+    # SQLite alters `users` by copying it and dropping the old table: with foreign keys on, that drop used to
+    # cascade-delete every citizen's reminders and follows (and subscriptions) on the first upgrade.
+    from alembic import command
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
+    await asyncio.to_thread(command.upgrade, store_db.alembic_config(url), "9d2f4b6a1c37")  # before users changed
+    now = "2026-12-01 08:00:00.000000"
+    with sqlite3.connect(tmp_path / "old.db") as conn:
+        conn.execute(
+            "INSERT INTO users (id, chat_id, lang, active, fallbacks_in_row, created_at, last_seen_at) "
+            "VALUES (7, 7, 'vi', 1, 0, ?, ?)",
+            (now, now),
+        )
+        conn.execute(
+            "INSERT INTO reminders (user_id, source, kind, params, task, remind_at, due_at, group_key, state, "
+            "attempts, late, created_at, updated_at) VALUES (7, 'citizen', 'task', '{}', 'nộp hồ sơ', ?, ?, 'g', "
+            "'pending', 0, 0, ?, ?)",
+            (now, now, now, now),
+        )
+        conn.execute(
+            "INSERT INTO dossier_follows (user_id, code, next_poll_at, failures, created_at) "
+            "VALUES (7, 'BN-261201-0001', ?, 0, ?)",
+            (now, now),
+        )
+    await migrate(url)
+    with sqlite3.connect(tmp_path / "old.db") as conn:
+        assert conn.execute("SELECT task FROM reminders WHERE user_id = 7").fetchall() == [("nộp hồ sơ",)]
+        assert conn.execute("SELECT code FROM dossier_follows WHERE user_id = 7").fetchall() == [("BN-261201-0001",)]
+        assert conn.execute("SELECT review_opt_out FROM users WHERE id = 7").fetchall() == [(0,)]

@@ -24,6 +24,13 @@ def _url() -> str:
 
 
 def _run(connection: Connection) -> None:
+    sqlite = connection.dialect.name == "sqlite"
+    if sqlite:
+        # Batch mode alters a SQLite table by copying it and dropping the old one. With foreign keys on (store/db.py
+        # turns them on for ON DELETE CASCADE), dropping `users` would cascade-delete every row that refers to it:
+        # subscriptions, follows, reminders. SQLite's documented procedure for altering tables: keys off (only
+        # outside a transaction, so before the migration begins), check them after, then on again.
+        connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
@@ -32,6 +39,11 @@ def _run(connection: Connection) -> None:
     )
     with context.begin_transaction():
         context.run_migrations()
+    if sqlite:
+        broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+        if broken:
+            raise RuntimeError(f"migration left rows that refer to missing rows: {broken[:5]}")
+        connection.exec_driver_sql("PRAGMA foreign_keys=ON")
 
 
 async def _run_async() -> None:
