@@ -103,17 +103,19 @@ async def test_a_reminder_set_for_a_minute_from_now_is_delivered_once_with_its_b
 ) -> None:
     runtime = await bots.start(db_url, rasa_url=rasa.url)
     an = await sandbox.user(6010, first_name="An", language_code="vi")
-    # "1 phút nữa" is the next whole minute after now + 1 min rounded down: wait for a moment when that is
-    # 10–40 s away, so there is time to confirm and not long to wait.
-    await eventually(lambda: 20 <= utcnow().second < 50, timeout_s=65)
+    # "1 phút nữa" rounds up to the next whole minute (so the confirmation never finds it past): sent at second
+    # s it falls 120 - s seconds later. Send late in a minute so the wait is about a minute and the test stays short.
+    await eventually(lambda: 40 <= utcnow().second < 52, timeout_s=65)
+    sent = utcnow()
     await an.send("nhắc tôi 1 phút nữa đi công an phường")
     ask = await one(an)
     assert ask.labels == ["Đúng", "Sửa"], ask.body
     await an.press(ask, "Đúng")
     assert "Đã đặt lời nhắc" in plain(await one(an))
     [row] = await rows_of(runtime.sessions, 6010)
-    assert dt.timedelta(0) < row.remind_at - utcnow() < dt.timedelta(seconds=45)
-    reminder = await one(an, wait_s=45)
+    assert row.remind_at.second == 0
+    assert dt.timedelta(seconds=60) <= row.remind_at - sent < dt.timedelta(seconds=121)
+    reminder = await one(an, wait_s=(row.remind_at - utcnow()).total_seconds() + 20)
     assert utcnow() >= row.remind_at
     assert "đi công an phường" in plain(reminder) and reminder.labels == REMINDER_BUTTONS
     # A sentinel due after it: once it arrives, the first one has had many ticks to be (wrongly) sent again.
