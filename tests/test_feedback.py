@@ -68,7 +68,12 @@ class Chat:
         self.sender = Sender()
         self.settings = Settings(_env_file=None, staff_chat_id=GROUP)  # type: ignore[call-arg]
         self.fb = FeedbackCapability()
-        self.handover = HandoverCapability(OfficeHours.parse(timezone="Asia/Ho_Chi_Minh"))
+        self.handover = HandoverCapability(
+            OfficeHours.parse(timezone="Asia/Ho_Chi_Minh"),
+            content=content,
+            sessions=sessions,
+            services={"sender": self.sender},
+        )
 
     async def ctx_run(self, work: Any) -> Any:
         async with self.sessions() as session, session.begin():
@@ -77,7 +82,11 @@ class Chat:
                 user = User(id=CITIZEN, chat_id=CITIZEN, lang="vi")
                 session.add(user)
                 await session.flush()
-            return await work(Context(self.content, self.settings, session, user, self.now, {"sender": self.sender}))
+            ctx = Context(self.content, self.settings, session, user, self.now, {"sender": self.sender})
+            result = await work(ctx)
+        for send in ctx.after_commit:  # as the adapter does: ticket posts leave once the update is committed
+            await send()
+        return result
 
     async def offer(self, topic: str, answer: str = "") -> tuple[Button, ...] | None:
         async def work(ctx: Context) -> tuple[Button, ...] | None:
