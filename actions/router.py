@@ -19,6 +19,7 @@ from actions.lang import detect
 from actions.types import Button, Incoming, Reply, Understanding
 from core.pii import redact
 from store.models import NluReview
+from store.models_handover import RecentMessage
 
 log = structlog.get_logger(__name__)
 
@@ -368,18 +369,24 @@ class Assistant:
         return [await self.menu(ctx, "common.fallback")]
 
     async def _asked(self, ctx: Context) -> tuple[str, dt.datetime] | None:
-        """The message a "did you mean…?" was about (kept, redacted, in the review queue) and when it was sent."""
-        row = (
-            await ctx.session.execute(
-                select(NluReview.text, NluReview.created_at)
+        """The message a "did you mean…?" was about and when it was sent: kept (redacted) in the review queue, or,
+        for a citizen who said no to that queue, in their ring of recent messages (read as not understood)."""
+        if not ctx.user.review_opt_out:
+            query = (
+                select(NluReview.text, NluReview.created_at.label("at"))
                 .where(NluReview.user_id == ctx.user.id, NluReview.reason == "ambiguous")
                 .order_by(NluReview.created_at.desc())
-                .limit(1)
             )
-        ).first()
+        else:
+            query = (
+                select(RecentMessage.text, RecentMessage.at)
+                .where(RecentMessage.user_id == ctx.user.id, RecentMessage.intent.is_(None))
+                .order_by(RecentMessage.at.desc(), RecentMessage.id.desc())
+            )
+        row = (await ctx.session.execute(query.limit(1))).first()
         if row is None:
             return None
-        sent_at = _aware(row.created_at, ctx)
+        sent_at = _aware(row.at, ctx)
         return (row.text, sent_at) if ctx.now - sent_at <= PICK_WITHIN else None
 
     async def _review(self, inc: Incoming, ctx: Context, nlu: Understanding, reason: str) -> None:

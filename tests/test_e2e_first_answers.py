@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import func, select
+import pytest
+from aiohttp import web
+from sqlalchemy import func, select, update
 
 from actions.when import VN_TZ, parse_when
-from nlu.server import RasaServer
+from nlu.server import RasaServer, free_port
 from sandbox.telegram.client import SandboxClient, SimMessage, SimUser
 from store.db import unit_of_work
+from store.models import NluReview, User
 from store.models_guides import RenewalDialogue
 from store.models_handover import Ticket
 from store.models_reminders import Reminder
@@ -178,3 +181,52 @@ async def test_in_one_minute_is_still_ahead_when_confirmed(
     async with unit_of_work(runtime.sessions) as s:
         [reminder] = (await s.scalars(select(Reminder).where(Reminder.user_id == lan.id))).all()
         assert reminder.remind_at > dt.datetime.now(dt.UTC)
+
+
+async def _two_close_readings(_: web.Request) -> web.Response:
+    # A Rasa stand-in (its /model/parse wire format) that finds every message torn between setting a reminder and
+    # listing them: what the test checks is the bot's side of "did you mean…?", not the model.
+    return web.json_response(
+        {
+            "text": "",
+            "intent": {"name": "set_reminder", "confidence": 0.47},
+            "intent_ranking": [
+                {"name": "set_reminder", "confidence": 0.47},
+                {"name": "list_reminders", "confidence": 0.43},
+                {"name": "greet", "confidence": 0.1},
+            ],
+            "entities": [],
+        }
+    )
+
+
+@pytest.mark.parametrize("opted_out", [False, True], ids=["in_review_queue", "said_no_to_review"])
+async def test_a_did_you_mean_pick_goes_on_with_the_message_it_asked_about(
+    sandbox: SandboxClient, bots: BotRunner, db_url: str, opted_out: bool
+) -> None:
+    app = web.Application()
+    app.router.add_post("/model/parse", _two_close_readings)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        runtime = await bots.start(db_url, rasa_url=f"http://127.0.0.1:{port}")
+        mai = await sandbox.user(5620 + opted_out, first_name="Mai", language_code="vi")
+        await mai.command("start")
+        await mai.wait_for(count=2, timeout=15)  # welcome + menu: the citizen is known
+        async with unit_of_work(runtime.sessions) as s:
+            await s.execute(update(User).where(User.id == mai.id).values(review_opt_out=opted_out))
+        await mai.send("nhắc tôi 9 giờ sáng mai nộp hồ sơ khai sinh cho cháu")
+        ask = await one(mai)
+        assert ask.labels[:2] == ["Đặt lời nhắc", "Xem lời nhắc"]
+        await mai.press(ask, "Đặt lời nhắc")
+        confirm = await one(mai)
+        # the reminder is drafted from the message already sent: its time and task, not a new question
+        assert "nộp hồ sơ khai sinh cho cháu" in confirm.body and "9:00" in confirm.body, confirm.body
+        assert confirm.labels == ["Đúng", "Sửa"]
+        async with unit_of_work(runtime.sessions) as s:
+            reviews = (await s.scalars(select(NluReview.reason).where(NluReview.user_id == mai.id))).all()
+        assert reviews == ([] if opted_out else ["ambiguous"])  # a "no" to the review queue holds
+    finally:
+        await runner.cleanup()
