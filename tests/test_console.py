@@ -173,8 +173,11 @@ async def test_dashboard_figures_are_the_database_s(
             s.add(MessageCount(day=day, intent=intent, handled=handled, fallbacks=fallbacks))
         await s.flush()
         tickets = []
+        # opened earlier today in the province's time, whatever the hour the test runs at (a ticket 300 minutes
+        # ago at 01:00 there would be yesterday's)
+        since_midnight = now - dt.datetime.combine(today, dt.time(), tzinfo=TZ)
         for uid, minutes_ago, answer_after in [(7801, 300, 4), (7802, 200, 20), (7803, 100, None)]:
-            opened = now - dt.timedelta(minutes=minutes_ago)
+            opened = now - min(dt.timedelta(minutes=minutes_ago), since_midnight * (minutes_ago / 400))
             t = Ticket(
                 user_id=uid, open_user_id=uid if answer_after is None else None,
                 status=WAITING if answer_after is None else CLOSED, created_at=opened, posted_at=opened,
