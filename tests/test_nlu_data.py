@@ -139,6 +139,21 @@ def test_heldout_never_appears_in_training(training: dict[str, list[str]], heldo
     assert leaked == []
 
 
+def test_field_set_is_never_trained_on(training: dict[str, list[str]]) -> None:
+    # data/nlu_field/ measures the model on messages written without seeing data/nlu/: one copied into training
+    # (even without its diacritics) would make that figure flatter the model.
+    trained = {key(e) for exs in training.values() for e in exs}
+    field = {path.name: examples_of(load_items(path)) for path in sorted((ROOT / "data" / "nlu_field").glob("*.yml"))}
+    assert sorted(field) == ["en.yml", "vi_accented.yml", "vi_plain.yml"]
+    per_intent: Counter[str] = Counter()
+    for name, by_intent in field.items():
+        assert set(by_intent) == CONTRACT_INTENTS, name
+        leaked = [e for exs in by_intent.values() for e in exs if key(e) in trained]
+        assert leaked == [], name
+        per_intent.update({intent: len(exs) for intent, exs in by_intent.items()})
+    assert min(per_intent.values()) >= 15, per_intent.most_common()[-3:]
+
+
 def test_annotations_map_to_canonical_values(
     training: dict[str, list[str]], heldout: dict[str, list[str]], synonyms: dict[str, str]
 ) -> None:
