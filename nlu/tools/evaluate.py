@@ -40,7 +40,6 @@ from nlu.tools.common import (
     TARGETS,
     Example,
     Parser,
-    fold,
     latest_model,
     load_examples,
     quiet_rasa,
@@ -106,23 +105,7 @@ def field(model: Path) -> dict[str, Any]:
         k: {"n": v["n"], "accuracy": round(v["accuracy"], 4), "confident_wrong": round(v["confident_wrong"], 4)}
         for k, v in by_style.items()
     }
-    # The set was written without seeing data/nlu/, yet short messages ("yes", "help", "xoa loi nhac") are also
-    # training examples, written independently: the figures on the rest show what they add.
-    trained = {_same(e.text) for e in load_examples(DATA)}
-    unseen = [(e, r) for e, r in zip(examples, results, strict=True) if _same(e.text) not in trained]
-    if unseen:
-        rest = score([e for e, _ in unseen], [r for _, r in unseen])
-        total["unseen"] = {
-            "n": rest["n"],
-            "accuracy": round(rest["accuracy"], 4),
-            "confident_wrong": round(rest["confident_wrong"], 4),
-        }
     return total
-
-
-def _same(text: str) -> str:
-    """What makes two examples the same message: folded (tones, đ, case), `?` and spacing ignored."""
-    return " ".join(fold(text).replace("?", " ").split())
 
 
 def field_summary(fd: dict[str, Any], prefix: str = "nlu_field") -> dict[str, Any]:
@@ -137,10 +120,6 @@ def field_summary(fd: dict[str, Any], prefix: str = "nlu_field") -> dict[str, An
     }
     for style, figures in fd["by_style"].items():
         out[f"{prefix}_accuracy_{style}"] = figures["accuracy"]
-    if "unseen" in fd:
-        out[f"{prefix}_unseen_n"] = fd["unseen"]["n"]
-        out[f"{prefix}_unseen_accuracy"] = fd["unseen"]["accuracy"]
-        out[f"{prefix}_unseen_confident_wrong"] = fd["unseen"]["confident_wrong"]
     return out
 
 
@@ -415,11 +394,8 @@ def main(argv: list[str] | None = None) -> int:
         "nlu_heldout_fallback_rate",
         "nlu_field_raw_accuracy",
         "nlu_field_fallback_rate",
-        "nlu_field_unseen_accuracy",
-        "nlu_field_unseen_confident_wrong",
         "nlu_baseline_field_accuracy",
         "nlu_baseline_field_confident_wrong",
-        "nlu_baseline_field_unseen_accuracy",
     ):
         if key in summary:
             print(f"{key:34s} {summary[key]:.4f}")
