@@ -1,4 +1,6 @@
-"""The console's dashboard over a year of history: how long its figures take to compute for 7, 30 and 90 days."""
+"""The console's dashboard over a year of history: how long its figures take to compute for 7, 30 and 90 days,
+median and 95th percentile of RUNS views each; `console_dashboard_p95_ms` is the worst of the three p95s (target
+≤ 300 ms)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import time
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, text
 
 from benchmarks.common import database, note, quiet, scale
 from bot.health import queue_depths
@@ -25,7 +27,7 @@ TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 DAYS = 365
 INTENTS = 40
 USERS = 20_000
-RUNS = 5
+RUNS = 20
 CHUNK = 5000
 
 
@@ -110,6 +112,12 @@ async def run() -> dict[str, float]:
         engine = make_engine(db_url)
         sessions = make_sessionmaker(engine)
         try:
+            if engine.dialect.name == "postgresql":
+                # A database with a year of history has been analysed by autovacuum; one just bulk-loaded has not,
+                # and its planner would guess.
+                async with engine.connect() as conn:
+                    await (await conn.execution_options(isolation_level="AUTOCOMMIT")).execute(text("ANALYZE"))
+            worst = 0.0
             for days in (7, 30, 90):
                 took = []
                 for _ in range(RUNS):
@@ -118,8 +126,12 @@ async def run() -> dict[str, float]:
                         await figures.compute(s, figures.Period.ending(utcnow(), TZ, days))
                         await queue_depths(s)
                     took.append((time.perf_counter() - t0) * 1000)
-                out[f"console_dashboard_{days}d_ms"] = round(statistics.median(took), 1)
-                note(NAME, f"{days} days: median {statistics.median(took):.1f} ms of {RUNS}")
+                p50, p95 = statistics.median(took), statistics.quantiles(took, n=20, method="inclusive")[18]
+                out[f"console_dashboard_{days}d_ms"] = round(p50, 1)
+                out[f"console_dashboard_{days}d_p95_ms"] = round(p95, 1)
+                worst = max(worst, p95)
+                note(NAME, f"{days} days: median {p50:.1f} ms, p95 {p95:.1f} ms of {RUNS}")
+            out["console_dashboard_p95_ms"] = round(worst, 1)
         finally:
             await engine.dispose()
     out["console_history_rows"] = float(rows)

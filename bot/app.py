@@ -267,7 +267,13 @@ def build_application(
                 return await dependency_states(runtime)
 
             runtime.console = ConsoleServer(
-                settings, sessions, dependencies=dependencies, queue_depths=queue_depths, model_status=nlu.status
+                settings,
+                sessions,
+                dependencies=dependencies,
+                queue_depths=queue_depths,
+                model_status=nlu.status,
+                swap_model=nlu.load_model,
+                models_dir=settings.nlu_models_dir,
             )
             await runtime.console.start()
         log.info("bot.started", bot=app.bot.username)

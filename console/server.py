@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 import jinja2
@@ -25,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from actions.staff import role_in
 from console import auth, charts, figures, models, review
 from core.settings import ROOT, Settings
+from nlu.figures import Refusal
 from nlu.tools.common import MODELS
 from store.db import unit_of_work
 from store.models_console import ConsoleLink
@@ -38,6 +40,8 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 Dependencies = Callable[[], Awaitable[dict[str, bool]]]
 QueueDepths = Callable[[AsyncSession], Awaitable[dict[str, int]]]
 ModelStatus = Callable[[], Awaitable[dict[str, Any] | None]]
+# Loads a model file into the NLU server (nlu/client.py NluClient.load_model): None on success, else why not.
+ModelSwap = Callable[[str], Awaitable[str | None]]
 
 
 class ConsoleConfigError(RuntimeError):
@@ -65,6 +69,7 @@ class ConsoleServer:
         dependencies: Dependencies,
         queue_depths: QueueDepths,
         model_status: ModelStatus | None = None,
+        swap_model: ModelSwap | None = None,
         models_dir: Path = MODELS,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
@@ -76,6 +81,8 @@ class ConsoleServer:
         self.dependencies = dependencies
         self.queue_depths = queue_depths
         self.model_status = model_status
+        self.swap_model = swap_model
+        self._swapping = asyncio.Lock()  # one swap at a time: a second click waits for nothing, it is refused
         self.models_dir = models_dir
         self.clock = clock
         self.secret = settings.console_secret.get_secret_value().encode()
@@ -101,6 +108,7 @@ class ConsoleServer:
         app.router.add_post("/review/export", self.review_export)
         app.router.add_post("/review/{id:\\d+}", self.review_decide)
         app.router.add_get("/models", self.models_page)
+        app.router.add_post("/models/swap", self.models_swap)
         return app
 
     async def start(self) -> None:
@@ -401,14 +409,78 @@ class ConsoleServer:
         staff = await self.staff(request, admin=True)
         if isinstance(staff, web.Response):
             return staff
-        status = await self.model_status() if self.model_status is not None else None
-        running = str(status.get("model_file") or "") if status else None
-        found = await asyncio.to_thread(models.scan, self.models_dir, running)
+        status, found = await self._models()
+        candidate = found.candidate(request.query.get("candidate"))
         async with unit_of_work(self.sessions) as s:
             counts = await models.review_counts(s)
         return self.page(
-            request, "models.html", staff=staff, found=found, answered=status is not None, counts=counts, tz=self.tz
+            request,
+            "models.html",
+            staff=staff,
+            found=found,
+            answered=status is not None,
+            counts=counts,
+            tz=self.tz,
+            running=found.find(found.running),
+            candidate=candidate,
+            verdict=found.verdict(candidate) if candidate is not None else None,
+            can_swap=self.swap_model is not None and status is not None,
+            reasons=SWAP_REFUSALS,
+            swapped=request.query.get("swapped"),
+            failed=request.query.get("failed"),
         )
+
+    async def _models(self) -> tuple[dict[str, Any] | None, models.Models]:
+        status = await self.model_status() if self.model_status is not None else None
+        running = str(status.get("model_file") or "") if status else None
+        return status, await asyncio.to_thread(models.scan, self.models_dir, running)
+
+    async def models_swap(self, request: web.Request) -> web.Response:
+        """The hot-swap button: the same guard as `make nlu-reload`, checked again here on the figures on disk
+        (the page may be old), then the NLU server loads the candidate while the old model keeps answering."""
+        staff = await self.staff(request, admin=True)
+        if isinstance(staff, web.Response):
+            return staff
+        name = str((await request.post()).get("model") or "")
+        if self.swap_model is None:
+            return self.refuse(request, 503, "Bảng điều khiển này không nối với máy chủ NLU.")
+        if self._swapping.locked():
+            return self.refuse(request, 409, "Đang thay mô hình. Đợi một lát rồi tải lại trang.")
+        async with self._swapping:
+            status, found = await self._models()
+            candidate = found.find(name) if models.MODEL_NAME.fullmatch(name) else None
+            if candidate is None:
+                return self.refuse(request, 404, "Không có mô hình này trong thư mục models/.")
+            verdict = found.verdict(candidate) if status is not None else None
+            if status is None or verdict is not None:
+                why = SWAP_REFUSALS[verdict] if verdict is not None else "máy chủ NLU không trả lời"
+                async with unit_of_work(self.sessions) as s:
+                    await self.audit(s, staff.user_id, "console.model_swap_refused", f"{name}: {why}")
+                return self.refuse(request, 409, f"Không thay mô hình {name}: {why}.")
+            before = found.running
+            error = await self.swap_model(str((self.models_dir / name).resolve()))
+            after = await self.model_status() if self.model_status is not None else None
+            now_running = Path(str(after.get("model_file") or "")).name if after else None
+            if error is None and now_running != name:
+                error = f"máy chủ NLU báo đang chạy {now_running or '—'}"
+            async with unit_of_work(self.sessions) as s:
+                action = "console.model_swap" if error is None else "console.model_swap_failed"
+                await self.audit(s, staff.user_id, action, f"{before} -> {name}" + (f": {error}" if error else ""))
+        if error is not None:
+            log.warning("console.model_swap_failed", model=name, error=error[:200])
+            raise web.HTTPSeeOther(f"/models?{urlencode({'failed': name})}")
+        raise web.HTTPSeeOther(f"/models?{urlencode({'swapped': name})}")
+
+
+SWAP_REFUSALS = {
+    Refusal.CANDIDATE_UNMEASURED: "mô hình mới chưa được đo (chạy make nlu-test với mô hình này)",
+    Refusal.RUNNING_UNMEASURED: "mô hình đang chạy chưa được đo, không so sánh được",
+    Refusal.DIFFERENT_FIELD_SETS: "hai mô hình được đo trên hai bộ tin thực tế khác nhau; đo lại cả hai",
+    Refusal.HELDOUT_BELOW_TARGET: "độ chính xác trên tập giữ riêng dưới ngưỡng",
+    Refusal.FIELD_WORSE: "độ chính xác trên bộ tin thực tế thấp hơn mô hình đang chạy",
+    Refusal.MORE_CONFIDENT_WRONG: "nhiều câu trả lời sai mà tự tin hơn mô hình đang chạy",
+    Refusal.ALREADY_RUNNING: "mô hình này đang chạy",
+}
 
 
 def _minutes(seconds: float | None) -> str:

@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     console_link_minutes: float = 5.0  # a sign-in link works once, within this long
     console_session_hours: float = 8.0
     console_export_dir: Path = ROOT / "data" / "nlu"  # where labelled review messages are written as Rasa YAML
+    nlu_models_dir: Path = ROOT / "models"  # the models page lists, and its swap button loads, models from here
     admin_ids: list[int] = Field(default_factory=list)
     staff_chat_id: int | None = None
     answer_in_groups: bool = False

@@ -87,7 +87,13 @@ class NluClient:
             log.warning("nlu.down", error=type(exc).__name__, detail=str(exc)[:200])
         self._retry_at = now + self._cooldown_s
 
-    async def _request(self, method: str, path: str, payload: dict[str, Any] | None = None) -> tuple[int, bytes]:
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        payload: dict[str, Any] | None = None,
+        client_timeout: aiohttp.ClientTimeout | None = None,
+    ) -> tuple[int, bytes]:
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(limit=32, keepalive_timeout=30)
             self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
@@ -95,7 +101,11 @@ class NluClient:
         status: int | None = None
         try:
             async with self._session.request(
-                method, self._base_url + path, params={"token": self._token}, json=payload
+                method,
+                self._base_url + path,
+                params={"token": self._token},
+                json=payload,
+                timeout=client_timeout or self._timeout,
             ) as resp:
                 status = resp.status
                 return status, await resp.read()
@@ -118,6 +128,19 @@ class NluClient:
         except (aiohttp.ClientError, TimeoutError, ValueError):
             return None
         return data if isinstance(data, dict) else None
+
+    async def load_model(self, model_file: str, timeout_s: float = 300.0) -> str | None:
+        """Hot-swap the server's model (Rasa's PUT /model: it loads the new model fully, then switches; a failed
+        load leaves the old one answering). Returns None on success, else why it failed, for the maintainer."""
+        try:
+            status, body = await self._request(
+                "PUT", "/model", {"model_file": model_file}, aiohttp.ClientTimeout(total=timeout_s)
+            )
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return f"{type(exc).__name__}: {exc}"[:300]
+        if status not in {200, 204}:
+            return f"HTTP {status}: {body[:300].decode('utf-8', 'replace')}"
+        return None
 
     async def aclose(self) -> None:
         if self._session is not None:

@@ -5,10 +5,13 @@ the CSRF token are refused; the dashboard's figures and CSVs are the database's;
 from __future__ import annotations
 
 import datetime as dt
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import aiohttp
+import httpx
 import pytest
 import yaml
 from sqlalchemy import delete, select, update
@@ -17,6 +20,9 @@ from bot.health import queue_depths
 from console import auth, figures, review
 from console.server import ConsoleConfigError, ConsoleServer
 from core.settings import Settings
+from nlu.client import NluClient
+from nlu.figures import Figures, field_set_hash
+from nlu.server import RasaServer, latest_model, start_rasa
 from nlu.tools.common import MODELS
 from sandbox import history
 from sandbox.telegram.client import SandboxClient
@@ -26,7 +32,7 @@ from store.models_console import ConsoleLink
 from store.models_handover import CLOSED, WAITING, MessageCount, Ticket, TicketMessage
 from store.models_news import Broadcast, Delivery
 from store.models_staff import AuditEntry, StaffMember
-from tests.conftest import BotRunner
+from tests.conftest import RASA_TOKEN, BotRunner
 from tests.console_support import ADMIN_ID, SECRET, ask_link, make_staff, seed_review, start_console_bot
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -294,6 +300,104 @@ async def test_the_models_page_is_for_admins_only(
         assert model.name in html
     assert '<td>open</td><td>fallback</td><td class="n">3</td>' in html
     assert '<td>open</td><td>ambiguous</td><td class="n">1</td>' in html
+
+
+@pytest.fixture(scope="module")
+def swap_models(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RasaServer, Path]]:
+    """A Rasa server of this module's own (swapping the session server's model would change what other tests talk
+    to), started from a models directory of three copies of the trained model. The copies parse alike; what tells
+    them apart is the figures an evaluation recorded beside each, which is what the swap guard reads."""
+    models = tmp_path_factory.mktemp("models")
+    model = latest_model()
+    assert model is not None, "make test trains the model first"
+    for name in (RUNNING, BETTER, WORSE):
+        shutil.copy2(model, models / name)
+    server = start_rasa(RASA_TOKEN, model=models / RUNNING)
+    try:
+        yield server, models
+    finally:
+        server.stop()
+
+
+RUNNING, BETTER, WORSE = "nlu-aaaaaaaaaaaa.tar.gz", "nlu-bbbbbbbbbbbb.tar.gz", "nlu-cccccccccccc.tar.gz"
+
+
+def record(models: Path, name: str, field_accuracy: float, confident_wrong: float) -> None:
+    Figures(
+        model=name,
+        evaluated_at=dt.datetime(2026, 12, 6, 2, 0, tzinfo=dt.UTC),
+        field_set=field_set_hash(),
+        field_n=632,
+        heldout_accuracy=0.978,
+        field_accuracy=field_accuracy,
+        field_confident_wrong=confident_wrong,
+        field_accuracy_by_style={"vi_accented": field_accuracy, "vi_plain": field_accuracy, "en": field_accuracy},
+    ).write(models / name)
+
+
+async def test_the_swap_button_loads_a_candidate_only_when_it_is_not_worse_on_the_field_set(
+    sandbox: SandboxClient, bots: BotRunner, db_url: str, tmp_path: Path, swap_models: tuple[RasaServer, Path]
+) -> None:
+    server, models = swap_models
+    nlu = NluClient(server.url, RASA_TOKEN)
+    try:  # the module's server may run another copy after the first database's run
+        assert await nlu.load_model(str(models / RUNNING)) is None
+    finally:
+        await nlu.aclose()
+    record(models, RUNNING, 0.9225, 0.0459)
+    record(models, BETTER, 0.9301, 0.0400)
+    record(models, WORSE, 0.9310, 0.0510)  # more accurate, but more often confidently wrong
+    runtime, base = await start_console_bot(bots, db_url, tmp_path / "nlu", rasa_url=server.url, nlu_models_dir=models)
+    admin = await sandbox.user(ADMIN_ID, first_name="Quản trị")
+    clerk = await sandbox.user(7704, first_name="Cán bộ")
+    await make_staff(runtime, clerk.id)
+    admin_link, _ = await ask_link(admin)
+    clerk_link, _ = await ask_link(clerk)
+    assert admin_link and clerk_link
+
+    async def running() -> str:
+        async with httpx.AsyncClient() as http:
+            status = (await http.get(f"{server.url}/status", params={"token": RASA_TOKEN})).json()
+        return Path(status["model_file"]).name
+
+    async with client() as http:  # a staff member who is not an admin cannot swap, even with a valid CSRF token
+        assert (await sign_in(http, clerk_link)).status == 303
+        csrf = await csrf_of(http, base)
+        async with http.post(f"{base}/models/swap", data={"model": BETTER, "csrf": csrf}) as r:
+            assert r.status == 403
+    async with client() as http:
+        assert (await sign_in(http, admin_link)).status == 303
+        async with http.get(f"{base}/models", params={"candidate": WORSE}) as page:
+            html = await page.text()
+        assert "92.2 %" in html and "93.1 %" in html and "5.1 %" in html  # the two side by side
+        assert "nhiều câu trả lời sai mà tự tin hơn" in html and 'id="swap" disabled' in html
+        csrf = await csrf_of(http, base)
+        async with http.post(f"{base}/models/swap", data={"model": WORSE, "csrf": csrf}) as r:
+            assert r.status == 409 and "tự tin hơn" in await r.text()
+        async with http.post(f"{base}/models/swap", data={"model": "../../etc/passwd", "csrf": csrf}) as r:
+            assert r.status == 404
+        async with http.post(f"{base}/models/swap", data={"model": BETTER}) as r:
+            assert r.status == 403  # no CSRF token
+        assert await running() == RUNNING
+
+        async with http.get(f"{base}/models", params={"candidate": BETTER}) as page:
+            html = await page.text()
+        assert "có thể thay" in html and 'id="swap" disabled' not in html
+        async with http.post(f"{base}/models/swap", data={"model": BETTER, "csrf": csrf}, allow_redirects=False) as r:
+            assert r.status == 303 and r.headers["Location"] == f"/models?swapped={BETTER}"
+            landing = r.headers["Location"]
+        assert await running() == BETTER
+        async with http.get(f"{base}{landing}") as page:
+            html = await page.text()
+        assert f"chuyển sang <code>{BETTER}</code>" in html
+        assert "mô hình này đang chạy" not in html  # the default candidate is another file, not the running one
+    async with unit_of_work(runtime.sessions) as s:
+        audit = [(a.actor_id, a.action, a.detail) for a in (await s.scalars(select(AuditEntry))).all()]
+    swaps = [a for a in audit if a[1].startswith("console.model_swap")]
+    assert swaps == [
+        (ADMIN_ID, "console.model_swap_refused", f"{WORSE}: nhiều câu trả lời sai mà tự tin hơn mô hình đang chạy"),
+        (ADMIN_ID, "console.model_swap", f"{RUNNING} -> {BETTER}"),
+    ]
 
 
 async def test_the_hourly_purge_drops_links_a_day_past_expiry(

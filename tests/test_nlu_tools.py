@@ -4,6 +4,7 @@ runs against a real Rasa server while it keeps answering."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -14,6 +15,7 @@ from pathlib import Path
 import httpx
 import yaml
 
+from nlu import figures
 from nlu.server import ROOT, latest_model, start_rasa
 from nlu.tools import review
 from store.db import make_engine, make_sessionmaker, migrate, unit_of_work
@@ -86,6 +88,17 @@ async def test_hot_swap_drops_no_request_and_refuses_a_bad_model(tmp_path: Path)
         assert done.returncode == 0, done.stdout + done.stderr
         assert " 0 failed" in done.stdout, done.stdout  # parses kept being answered during the swap
         assert await running_model(server.url) == "nlu-swapped.tar.gz"
+
+        # the swap measured both models on the field set and recorded the figures beside each file
+        measured = figures.read(new)
+        assert measured is not None and measured.field_set == figures.field_set_hash()
+        assert measured.field_n > 600 and 0.5 < measured.field_accuracy <= 1.0
+        lesser = tmp_path / "nlu-lesser.tar.gz"
+        shutil.copy2(latest_model(), lesser)
+        dataclasses.replace(measured, model=lesser.name, field_accuracy=measured.field_accuracy - 0.01).write(lesser)
+        refused = await asyncio.to_thread(reload, lesser, server.url)
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        assert "REFUSED (lower accuracy on the field set than the running model)" in refused.stdout, refused.stdout
 
         strict = tmp_path / "nlu-strict.tar.gz"
         shutil.copy2(latest_model(), strict)

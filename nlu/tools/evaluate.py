@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from nlu.figures import Figures, field_set_hash, utcnow
 from nlu.tools.common import (
     CONFIG,
     DATA,
@@ -384,6 +385,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8")
+    # Beside the model: what the models page shows and the hot-swap guard compares (nlu/figures.py).
+    recorded = Figures.from_summary(model, summary, utcnow(), field_set_hash()).write(model)
     rows = check_targets(summary)
     print(f"model: {model}")
     print_tables(summary)
@@ -404,6 +407,7 @@ def main(argv: list[str] | None = None) -> int:
         ok = ok and met and not math.isnan(value)
         print(f"{label:34s} {value:10.4f}  target {target:10s} {'ok' if met else 'BELOW TARGET'}")
     print(f"summary: {args.json}")
+    print(f"figures: {recorded}")
     return 0 if ok else 1
 
 

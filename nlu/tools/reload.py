@@ -1,7 +1,11 @@
 """Hot-swap the model of a running Rasa NLU server, after checking the new model on the held-out set.
 
-1. Validate: held-out intent accuracy of MODEL (same scoring as `evaluate --quick`) must reach
-   --min-accuracy; otherwise the swap is refused, nothing is sent, exit status 1.
+1. Validate (nlu/figures.py, the same guard as the console's swap button): MODEL's held-out intent accuracy must
+   reach --min-accuracy, and on the field set MODEL must not be worse than the running model (accuracy not lower,
+   confident-wrong share not higher). Figures `make nlu-test` recorded beside a model are used when they were
+   measured on today's field set; otherwise this tool measures them (and records them). A model that does not
+   load, or a running model whose file is neither in models/ nor beside MODEL, is refused: nothing is sent, exit
+   status 1.
 2. PUT {url}/model {"model_file": MODEL}: Rasa loads the new model fully, then switches to it; the old one
    keeps answering until then (a failed load leaves it in place).
 3. Check GET /status reports the new model.
@@ -27,9 +31,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nlu import figures
+from nlu.figures import Figures, Refusal, field_set_hash, utcnow
 from nlu.tools.common import MODELS, TARGETS, latest_model, quiet_rasa
 from nlu.tools.server import request_json
 
+REASONS = {
+    Refusal.CANDIDATE_UNMEASURED: "the new model does not load",
+    Refusal.RUNNING_UNMEASURED: "the running model's file is neither in models/ nor beside the new one, so the two "
+    "cannot be compared",
+    Refusal.DIFFERENT_FIELD_SETS: "the two were measured on different field sets",
+    Refusal.HELDOUT_BELOW_TARGET: "held-out accuracy below the minimum",
+    Refusal.FIELD_WORSE: "lower accuracy on the field set than the running model",
+    Refusal.MORE_CONFIDENT_WRONG: "more confident wrong answers on the field set than the running model",
+    Refusal.ALREADY_RUNNING: "the server already runs it",
+}
 PROBES = ["kich hoat vneid muc 2", "quên mật khẩu", "ho so 000.00.12.H22-240101-0003", "hello", "gplx het han"]
 
 
@@ -87,15 +103,46 @@ def status(url: str, token: str) -> dict[str, Any]:
     return result
 
 
-def validate(model: Path, min_accuracy: float) -> tuple[bool, float]:
-    from nlu.tools.evaluate import heldout
+def measured(model: Path) -> Figures | None:
+    """The model's recorded figures if measured on today's field set, else measured now (and recorded); None when
+    the model does not load."""
+    field_set = field_set_hash()
+    recorded = figures.read(model)
+    if recorded is not None and recorded.field_set == field_set:
+        return recorded
+    from nlu.tools.evaluate import field, field_summary, heldout
 
+    print(f"nlu-reload: measuring {model.name} on the held-out and field sets")
     try:
-        result = heldout(model)
+        summary = {"nlu_heldout_accuracy": heldout(model)["accuracy"], **field_summary(field(model))}
     except Exception as exc:  # any model that does not load and parse is refused
         print(f"nlu-reload: {model.name} does not load: {type(exc).__name__}: {str(exc)[:300]}")
-        return False, 0.0
-    return result["accuracy"] >= min_accuracy, float(result["accuracy"])
+        return None
+    result = Figures.from_summary(model, summary, utcnow(), field_set)
+    try:
+        result.write(model)
+    except OSError as exc:  # a read-only models directory: the figures still guard this swap
+        print(f"nlu-reload: cannot record the figures beside {model.name}: {exc}")
+    return result
+
+
+def running_model_file(reported: str | None, beside: Path) -> Path | None:
+    """The file of the model the server runs. Rasa reports only its file name: look in models/ and beside the
+    new model."""
+    if not reported:
+        return None
+    path = Path(reported)
+    for candidate in (path, MODELS / path.name, beside.parent / path.name):
+        if candidate.is_file():
+            return candidate.resolve()
+    return None
+
+
+def describe(f: Figures) -> str:
+    return (
+        f"held-out {f.heldout_accuracy:.4f}, field {f.field_accuracy:.4f} "
+        f"(confident-wrong {f.field_confident_wrong:.4f}, {f.field_n} messages)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,10 +163,18 @@ def main(argv: list[str] | None = None) -> int:
     before = status(url, args.token).get("model_file")
     print(f"nlu-reload: server {url} runs {before}")
 
-    ok, accuracy = validate(model, args.min_accuracy)
-    print(f"nlu-reload: {model.name} held-out accuracy {accuracy:.4f} (minimum {args.min_accuracy})")
-    if not ok:
-        print("nlu-reload: REFUSED, the running model stays in place")
+    candidate = measured(model)
+    running_file = running_model_file(before, model)
+    running = measured(running_file) if running_file is not None and running_file != model else None
+    if running_file == model:
+        print("nlu-reload: the server already runs this model")
+        return 0
+    for label, found in (("candidate", candidate), ("running", running)):
+        if found is not None:
+            print(f"nlu-reload: {label} {found.model}: {describe(found)}")
+    verdict = figures.refusal(candidate, running, args.min_accuracy)
+    if verdict is not None:
+        print(f"nlu-reload: REFUSED ({REASONS[verdict]}), the running model stays in place")
         return 1
 
     watch = Watch(url, args.token) if args.watch else None

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from nlu.figures import utcnow
 from nlu.tools.common import DATA, ROOT, fold
 
 FALLBACK = "nlu_fallback"
@@ -179,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, help="write here instead of stdout")
     ap.add_argument("--keep-known", action="store_true", help="keep messages already in data/nlu")
     args = ap.parse_args(argv)
-    since = dt.datetime.now(dt.UTC) - dt.timedelta(days=args.since_days) if args.since_days else None
+    since = utcnow() - dt.timedelta(days=args.since_days) if args.since_days else None
     rows = fetch(args.database_url, since)
     text = render(rows, set() if args.keep_known else known_texts())
     if args.out:
