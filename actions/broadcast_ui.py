@@ -10,7 +10,7 @@ import structlog
 from sqlalchemy import ColumnElement, exists, select
 
 from actions import callbacks, staff
-from actions.base import Context
+from actions.base import Capability, Context
 from actions.news import MAX_MATCHES, search_reply
 from actions.types import Button, Incoming, Reply
 from broadcast.audience import Areas, Audience, load_areas, news_topics
@@ -37,7 +37,6 @@ REJECT = "b_rej"  # b_rej|<id>: ... or stops it
 CALLBACKS = (SKIP_PHOTO, AREA, UNIT, TOPIC, PAID, AUDIENCE, PREVIEW, SEND, SCHEDULE, CANCEL, APPROVE, REJECT)
 callbacks.register(*CALLBACKS)
 ALL = "all"
-ENGINE_SERVICE = "broadcast_engine"  # ctx.services key of the running BroadcastEngine (woken on Send now)
 
 _TIME = re.compile(r"^\s*(\d{1,2}):(\d{2})\s+(\d{1,2})/(\d{1,2})/(\d{4})\s*$")  # 08:30 15/12/2026
 _TIME_DMY = re.compile(r"^\s*(\d{1,2})/(\d{1,2})/(\d{4})\s+(\d{1,2}):(\d{2})\s*$")  # 15/12/2026 08:30
@@ -61,10 +60,9 @@ def parse_when(text: str, tz: ZoneInfo) -> dt.datetime | None:
     return local.astimezone(dt.UTC)
 
 
-class BroadcastUI:
+class BroadcastUI(Capability):
     """`/broadcast` composing, `/broadcasts`, `/broadcast_status`, `/staff`: staff only, every action audited."""
 
-    intents: tuple[str, ...] = ()
     callbacks: tuple[str, ...] = CALLBACKS
     commands = ("broadcast", "broadcasts", "broadcast_status", "staff")
 
@@ -72,9 +70,6 @@ class BroadcastUI:
         self.areas = areas or load_areas()
         self.rate = rate
         self.paid_rate = paid_rate
-
-    async def on_intent(self, inc: Incoming, ctx: Context) -> list[Reply]:
-        return []
 
     # ---- commands --------------------------------------------------------------------------------------
 
@@ -186,7 +181,7 @@ class BroadcastUI:
 
     # ---- typed answers and photos ----------------------------------------------------------------------
 
-    def text_wait(self, user_id: int) -> ColumnElement[bool]:
+    def text_wait(self, user_id: ColumnElement[int]) -> ColumnElement[bool]:
         """The router's one-statement probe: a draft of this user's exists (wants_text then checks the rest)."""
         return exists().where(Broadcast.created_by == user_id, Broadcast.status == DRAFT)
 
@@ -454,8 +449,8 @@ class BroadcastUI:
 
     @staticmethod
     def _wake(ctx: Context) -> None:
-        engine = ctx.services.get(ENGINE_SERVICE)
-        if engine is not None and hasattr(engine, "wake"):
+        engine = ctx.services.broadcasts
+        if engine is not None:
             engine.wake()  # it still reads the row only after this update's transaction commits
 
     async def _cancel(self, ctx: Context, bid: int) -> list[Reply]:

@@ -13,9 +13,8 @@ import hashlib
 import hmac
 import re
 import unicodedata
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import structlog
@@ -23,7 +22,7 @@ from sqlalchemy import ColumnElement, and_, delete, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from actions import callbacks
-from actions.base import Context
+from actions.base import Capability, Context, NotWired, Services
 from actions.content import Content
 from actions.feedback import offer_feedback
 from actions.types import Button, Incoming, Reply, Understanding
@@ -213,7 +212,7 @@ class _NoDossier:
     unavailable: bool = False  # the portal did not answer (as opposed to: it answered "no such dossier")
 
 
-class DossierCapability:
+class DossierCapability(Capability):
     """Answers `check_status`; owns the `ds_` buttons; waits for a typed code after asking for one."""
 
     intents: tuple[str, ...] = ("check_status",)
@@ -226,7 +225,6 @@ class DossierCapability:
         poll_interval_s: float = 1800.0,
         prompt_ttl_s: float = 600.0,
         on_deadlines: DeadlinesHook | None = None,
-        service: str = "portal",
         lookups_per_hour: int = 10,
         budget: LookupBudget | None = None,
         verify_tries: int = 3,
@@ -238,7 +236,6 @@ class DossierCapability:
         self.poll_interval_s = poll_interval_s
         self.prompt_ttl = dt.timedelta(seconds=prompt_ttl_s)
         self._on_deadlines = on_deadlines
-        self._service = service
         self.lookups_per_hour = lookups_per_hour
         self.budget = budget if budget is not None else LookupBudget(1.0, 10)
         self.verify_tries = verify_tries
@@ -261,7 +258,7 @@ class DossierCapability:
             return [Reply(ctx.t("dossier.invalid_code"))]
         return [await self._ask(ctx)]
 
-    def text_wait(self, user_id: int) -> ColumnElement[bool]:
+    def text_wait(self, user_id: ColumnElement[int]) -> ColumnElement[bool]:
         """The router's one-statement probe: a code was asked for (wants_text then checks it has not expired)."""
         return exists().where(DossierPrompt.user_id == user_id)
 
@@ -327,15 +324,16 @@ class DossierCapability:
     # ----------------------------------------------------------------- behaviour
 
     def _portal(self, ctx: Context) -> DossierSource:
-        portal: DossierSource = ctx.services[self._service]
-        return portal
+        if ctx.services.portal is None:
+            raise NotWired("no portal client")
+        return ctx.services.portal
 
     async def prefetch(
         self,
         text: str | None,
         callback: tuple[str, tuple[str, ...]] | None,
         nlu: Understanding | None,
-        services: Mapping[str, Any],
+        services: Services,
         user_id: int | None = None,
     ) -> dict[str, object]:
         """Calls the portal, when this update needs it, before the update's transaction opens: a portal waiting
@@ -344,9 +342,9 @@ class DossierCapability:
         read): a new code over the hourly quota or a code never reached is not looked up, and a new code is
         counted (a short write) before the portal sees it. The handlers find the outcome in `ctx.fetched`; without
         a citizen (a caller that does not say who) nothing is fetched and they call the portal themselves."""
-        if user_id is None or self._sessions is None or self._hash_secret is None or self._service not in services:
+        portal = services.portal
+        if user_id is None or self._sessions is None or self._hash_secret is None or portal is None:
             return {}
-        portal: DossierSource = services[self._service]
         now = dt.datetime.now(dt.UTC)
         code = _code_in_update(text, callback, nlu)
         digits = _DIGITS.fullmatch(text or "") if code is None and callback is None else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import structlog
 
 from actions import callbacks
-from actions.base import Context
+from actions.base import Capability, Context
 from actions.content import Content
 from actions.feedback import offer_feedback
 from actions.guides import CALLBACKS, MENU, START, GuideEngine, resume_button
@@ -26,7 +26,7 @@ _MENU_FOR_INTENT = {
 _GUIDE_FOR_LEVEL = {"1": "level1", "2": "level2"}
 
 
-class EidCapability:
+class EidCapability(Capability):
     """Answers the eid_* intents and `resume_guide`; owns the g_* guide callbacks."""
 
     intents: tuple[str, ...] = (

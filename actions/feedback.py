@@ -10,7 +10,7 @@ import structlog
 from sqlalchemy import ColumnElement, exists, select
 
 from actions import callbacks
-from actions.base import Context
+from actions.base import Capability, Context
 from actions.handover import handover_button
 from actions.types import Button, Incoming, Reply
 from core.pii import redact
@@ -75,18 +75,14 @@ async def offer_feedback(ctx: Context, topic: str, answer: str, reply: Reply) ->
     return dataclasses.replace(reply, buttons=(*reply.buttons, feedback_buttons(ctx, topic, answer)))
 
 
-class FeedbackCapability:
+class FeedbackCapability(Capability):
     """Owns the `fb_` buttons; after a 👎 it takes the next text as the comment (for COMMENT_WAIT)."""
 
-    intents: tuple[str, ...] = ()
     callbacks: tuple[str, ...] = CALLBACKS
 
     def __init__(self, *, window: dt.timedelta = CONVERSATION, comment_wait: dt.timedelta = COMMENT_WAIT) -> None:
         self.window = window
         self.comment_wait = comment_wait
-
-    async def on_intent(self, inc: Incoming, ctx: Context) -> list[Reply]:
-        return []
 
     async def on_callback(self, inc: Incoming, ctx: Context) -> list[Reply]:
         assert inc.callback is not None
@@ -124,7 +120,7 @@ class FeedbackCapability:
         skip = Button(ctx.t("handover.fb_btn_skip"), callbacks.encode(SKIP, row.id))
         return [Reply(ctx.t("handover.fb_ask_missing"), ((skip,),))]
 
-    def text_wait(self, user_id: int) -> ColumnElement[bool]:
+    def text_wait(self, user_id: ColumnElement[int]) -> ColumnElement[bool]:
         """The router's one-statement probe: a comment is awaited (wants_text then checks how long ago)."""
         return exists().where(Feedback.user_id == user_id, Feedback.awaiting_comment.is_(True))
 

@@ -20,7 +20,6 @@ import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import structlog
@@ -30,7 +29,7 @@ from sqlalchemy import ColumnElement, MetaData, delete, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from actions import callbacks
-from actions.base import Context
+from actions.base import Capability, Context, NotWired, Services
 from actions.content import Content
 from actions.outbox import Blocked, RetryLater, Sender, SendError, decode, encode
 from actions.staff import is_staff, refused
@@ -263,7 +262,7 @@ class _PatientSender:
 # ---- the capability ---------------------------------------------------------------------------------------
 
 
-class HandoverCapability:
+class HandoverCapability(Capability):
     """Answers `human_handover`; owns the `h_` buttons; relays while a ticket is live; `/tickets` for staff.
 
     Put it first in the capability list: while it relays, it must get the citizen's text before anyone else.
@@ -279,7 +278,7 @@ class HandoverCapability:
         *,
         content: Content | None = None,
         sessions: async_sessionmaker[AsyncSession] | None = None,
-        services: Mapping[str, Any] | None = None,
+        services: Services | None = None,
         repost_after_s: float = 1800.0,
         area_of: AreaLookup | None = None,
     ) -> None:
@@ -287,7 +286,7 @@ class HandoverCapability:
         self.repost_after = dt.timedelta(seconds=repost_after_s)
         self._content = content
         self._sessions = sessions
-        self._services = services if services is not None else {}
+        self._services = services if services is not None else Services()
         self._area_of = area_of if area_of is not None else area_from_subscriptions()
 
     # ----------------------------------------------------------------- citizen entry points
@@ -300,7 +299,7 @@ class HandoverCapability:
         """The router's report on each typed message: kept (redacted) so a ticket can show what came before."""
         await remember(ctx, inc.text or "", intent)
 
-    def text_wait(self, user_id: int) -> ColumnElement[bool]:
+    def text_wait(self, user_id: ColumnElement[int]) -> ColumnElement[bool]:
         """The router's one-statement probe: an open ticket exists (wants_text then checks it is relaying)."""
         return exists().where(Ticket.open_user_id == user_id)
 
@@ -619,7 +618,7 @@ class HandoverCapability:
 
         ctx.after_commit.append(send)
 
-    async def deliver(self, outbox_id: int, services: Mapping[str, Any] | None = None) -> None:
+    async def deliver(self, outbox_id: int, services: Services | None = None) -> None:
         """Send one queued ticket message, outside any transaction; record it (staff answer by replying to it), or
         report the failure: a post the group would not take deletes its ticket and the citizen is told; a relayed
         citizen message tells the citizen; a message to a citizen tells the group (and a block closes the ticket)."""
@@ -712,9 +711,10 @@ class HandoverCapability:
         return Button(self._content.text("common.btn_menu", lang), callbacks.encode("c_menu"))
 
     @staticmethod
-    def _sender(services: Mapping[str, Any]) -> _PatientSender:
-        sender: Sender = services["sender"]  # KeyError (a LookupError) when the port is not wired
-        return _PatientSender(sender)
+    def _sender(services: Services) -> _PatientSender:
+        if services.sender is None:  # a LookupError: the callers handle it as a message that could not be sent
+            raise NotWired("no outbound sender")
+        return _PatientSender(services.sender)
 
     @staticmethod
     def _record(

@@ -9,7 +9,7 @@ import structlog
 from sqlalchemy import ColumnElement, delete, exists, select
 
 from actions import callbacks
-from actions.base import Context
+from actions.base import Capability, Context
 from actions.types import Button, Incoming, Reply
 from broadcast.audience import Areas, Matches, TopicDef, load_areas, news_topics
 from broadcast.message import UNSUBSCRIBE
@@ -46,7 +46,7 @@ def _rows(buttons: list[Button], per_row: int = 2) -> tuple[tuple[Button, ...], 
     return tuple(tuple(buttons[i : i + per_row]) for i in range(0, len(buttons), per_row))
 
 
-class News:
+class News(Capability):
     """The citizen side of broadcasts: subscribe, choose area and topics, unsubscribe (also from any broadcast)."""
 
     intents: tuple[str, ...] = ("subscribe_news", "unsubscribe_news")
@@ -115,7 +115,7 @@ class News:
 
     # ---- typed names -----------------------------------------------------------------------------------
 
-    def text_wait(self, user_id: int) -> ColumnElement[bool]:
+    def text_wait(self, user_id: ColumnElement[int]) -> ColumnElement[bool]:
         """The router's one-statement probe: this citizen was asked for a ward/commune's name."""
         return exists().where(NewsAreaSearch.user_id == user_id)
 

@@ -30,7 +30,7 @@ from sqlalchemy import ColumnElement, delete, exists, or_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from actions import callbacks
-from actions.base import Context
+from actions.base import Capability, Context
 from actions.content import Content
 from actions.erasure import queue_staff_copies
 from actions.types import Button, Incoming, Reply
@@ -180,7 +180,7 @@ async def forget(ctx: Context, user_id: int) -> None:
     session.expunge(ctx.user)  # the row is gone; the adapter must not write it back
 
 
-class PrivacyCapability:
+class PrivacyCapability(Capability):
     """Answers `delete_my_data`, `/privacy`, `/mydata` and `/forget`; owns the notice's and erasure's buttons;
     puts a changed notice in front of a citizen who had accepted an older one, once."""
 
@@ -235,7 +235,7 @@ class PrivacyCapability:
         ]
 
     # A changed notice: the router asks every typed message's capabilities first (one probe for all of them).
-    def text_wait(self, user_id: Any) -> ColumnElement[bool]:
+    def text_wait(self, user_id: ColumnElement[int]) -> ColumnElement[bool]:
         return exists().where(
             User.id == user_id,
             User.notice_version.is_not(None),

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import structlog
 
 from actions import callbacks
-from actions.base import Context
+from actions.base import Capability, Context
 from actions.content import Content
 from actions.content_schema import FeeRule, ProceduresSection, procedures_section
 from actions.feedback import offer_feedback
@@ -73,7 +73,7 @@ def fee_lines(ctx: Context, rules: list[FeeRule], day: dt.date) -> str | None:
     return "\n".join(lines) + "\n" + "\n".join(cited)
 
 
-class ProceduresCapability:
+class ProceduresCapability(Capability):
     """Answers `procedure_info` (entities `procedure`, `aspect`); owns the p_* callbacks."""
 
     intents: tuple[str, ...] = ("procedure_info",)

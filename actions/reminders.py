@@ -18,7 +18,7 @@ import structlog
 from sqlalchemy import ColumnElement, delete, exists
 
 from actions import callbacks
-from actions.base import Context
+from actions.base import Capability, Context
 from actions.content import Content
 from actions.types import Button, Incoming, Reply
 from actions.when import DEFAULT_TIME, VN_TZ, When, is_quiet, parse_when, resolve_default
@@ -70,7 +70,7 @@ def _fold(text: str) -> str:
     return "".join(c for c in unicodedata.normalize("NFD", s) if not unicodedata.combining(c))
 
 
-class ReminderCapability:
+class ReminderCapability(Capability):
     """Answers set_reminder / list_reminders / cancel_reminder and owns the `rm_` buttons."""
 
     intents: tuple[str, ...] = ("set_reminder", "list_reminders", "cancel_reminder")
@@ -95,7 +95,7 @@ class ReminderCapability:
             return [await self._list(ctx, cancelling=True)]
         return [await self._request(redact(inc.text or ""), ctx)]
 
-    def text_wait(self, user_id: int) -> ColumnElement[bool]:
+    def text_wait(self, user_id: ColumnElement[int]) -> ColumnElement[bool]:
         """The router's one-statement probe: a draft exists (wants_text then checks it has not expired)."""
         return exists().where(ReminderDraft.user_id == user_id)
 

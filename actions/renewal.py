@@ -18,7 +18,7 @@ from sqlalchemy import ColumnElement, delete, exists
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from actions import callbacks
-from actions.base import Context
+from actions.base import Capability, Context
 from actions.content import Content
 from actions.procedures import checked_line
 from actions.renewal_rules import next_replacement
@@ -74,7 +74,7 @@ async def purge_stale(session: AsyncSession, now: dt.datetime) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-class RenewalCapability:
+class RenewalCapability(Capability):
     """Answers `id_card_renewal`; owns r_start and r_pick (and r_remind when given a reminder hook)."""
 
     intents: tuple[str, ...] = ("id_card_renewal",)
@@ -100,7 +100,7 @@ class RenewalCapability:
             return [await self._pick(ctx, args[0], args[1])]
         return [await self._begin(ctx, edit=True)]
 
-    def text_wait(self, user_id: int) -> ColumnElement[bool]:
+    def text_wait(self, user_id: ColumnElement[int]) -> ColumnElement[bool]:
         """The router's one-statement probe: a dialogue is open (wants_text then checks it has not expired)."""
         return exists().where(RenewalDialogue.user_id == user_id)
 

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
-import inspect
 import json
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any, Protocol
+from typing import Protocol
 
 import structlog
 from sqlalchemy import BigInteger, CompoundSelect, bindparam, literal_column, select, union_all
 
 from actions import callbacks
-from actions.base import Capability, Context
+from actions.base import Capability, Context, Hook, Services
 from actions.faq import Faq
 from actions.lang import detect
 from actions.types import Button, Incoming, Reply, Understanding
@@ -56,10 +55,6 @@ class NluDown(Exception):
     """Raised by an Nlu implementation when the server cannot answer; mapped to a friendly reply."""
 
 
-async def _maybe_await(value: Any) -> Any:
-    return await value if inspect.isawaitable(value) else value
-
-
 class Assistant:
     def __init__(
         self,
@@ -74,7 +69,9 @@ class Assistant:
         self._unavailable = unavailable
         self.by_intent: dict[str, Capability] = {}
         self.by_callback: dict[str, Capability] = {}
+        self.by_command: dict[str, Capability] = {}
         for cap in self.capabilities:
+            _check_answers(cap)
             for intent in cap.intents:
                 if intent in self.by_intent or intent in SMALL_TALK:
                     raise ValueError(f"intent {intent!r} is answered twice")
@@ -83,21 +80,34 @@ class Assistant:
                 if action in self.by_callback:
                     raise ValueError(f"callback action {action!r} is owned twice")
                 self.by_callback[action] = cap
+            for command in cap.commands:
+                self.by_command.setdefault(command, cap)  # declared twice: the first in the list answers
+        # Each hook's capabilities, in order, found once: the defaults do nothing, so the others are not asked.
+        self._deep_links = self._defining("on_deep_link")
+        self._text_releases = self._defining("release_text")
+        self._menu_extras = self._defining("menu_buttons")
+        self._prefetches = self._defining("prefetch")
+        self._media_takers = self._defining("wants_media")
+        relays = self._defining("on_staff_group")
+        self._staff_group = relays[0] if relays else None
+        self._observers = self._defining("observe")
         user = bindparam(PROBE_USER, type_=BigInteger)
-        probes = [(i, cap.text_wait(user)) for i, cap in enumerate(self.capabilities) if hasattr(cap, "text_wait")]
+        probes = [(i, cond) for i, cap in enumerate(self.capabilities) if (cond := cap.text_wait(user)) is not None]
         self._probed = {i for i, _ in probes}
         self._probe: CompoundSelect | None = (
             union_all(*(select(literal_column(str(i))).where(cond) for i, cond in probes)) if probes else None
         )
+        self._text_takers = [(i, cap) for i, cap in enumerate(self.capabilities) if "wants_text" in cap.overridden]
+
+    def _defining(self, hook: Hook) -> list[Capability]:
+        return [cap for cap in self.capabilities if hook in cap.overridden]
 
     # ---- menus ---------------------------------------------------------------------------------------
 
     async def menu_rows(self, ctx: Context) -> tuple[tuple[Button, ...], ...]:
         buttons: list[Button] = []
-        for cap in self.capabilities:
-            extra = getattr(cap, "menu_buttons", None)
-            if extra is not None:
-                buttons.extend(await _maybe_await(extra(ctx)))
+        for cap in self._menu_extras:
+            buttons.extend(await cap.menu_buttons(ctx))
         for intent, label in MENU:
             if intent in self.by_intent:
                 buttons.append(Button(ctx.t(label), callbacks.encode("c_intent", intent)))
@@ -113,33 +123,29 @@ class Assistant:
     async def on_command(self, name: str, args: str, inc: Incoming, ctx: Context) -> list[Reply]:
         if name == "start":
             if args:
-                for cap in self.capabilities:
-                    handler = getattr(cap, "on_deep_link", None)
-                    if handler is not None:
-                        replies: list[Reply] = await handler(args, inc, ctx)
-                        if replies and _is_new(ctx):  # arriving by a link is still a first visit: who we are
-                            hello = ctx.t("common.welcome", name=inc.display_name)
-                            return [Reply(f"{hello}\n\n{ctx.t('common.privacy_short')}"), *replies]
-                        if replies:
-                            return replies
+                for cap in self._deep_links:
+                    replies = await cap.on_deep_link(args, inc, ctx)
+                    if replies and _is_new(ctx):  # arriving by a link is still a first visit: who we are
+                        hello = ctx.t("common.welcome", name=inc.display_name)
+                        return [Reply(f"{hello}\n\n{ctx.t('common.privacy_short')}"), *replies]
+                    if replies:
+                        return replies
             return [
                 Reply(ctx.t("common.welcome", name=inc.display_name)),
                 await self.menu(ctx, "common.privacy_short"),
             ]
         if name in ("start", "menu", "help"):  # the citizen starts over: nothing waits for their next message
-            for cap in self.capabilities:
-                release = getattr(cap, "release_text", None)
-                if release is not None:
-                    await release(ctx)
+            for cap in self._text_releases:
+                await cap.release_text(ctx)
         if name in ("help",):
             return [await self.menu(ctx, "common.help")]
         if name == "menu":
             return [await self.menu(ctx)]
         if name == "lang":
             return [self._lang_choice(ctx)]
-        for cap in self.capabilities:
-            if name in getattr(cap, "commands", ()):
-                return list(await cap.on_command(name, args, inc, ctx))  # type: ignore[attr-defined]
+        owner = self.by_command.get(name)
+        if owner is not None:
+            return list(await owner.on_command(name, args, inc, ctx))
         return [Reply(ctx.t("common.unknown_command"))]
 
     async def understand(self, text: str | None) -> Understanding | None:
@@ -157,7 +163,7 @@ class Assistant:
         text: str | None,
         callback: tuple[str, tuple[str, ...]] | None,
         nlu: Understanding | None,
-        services: dict[str, Any],
+        services: Services,
         user_id: int | None = None,
     ) -> dict[str, object]:
         """Network reads the update may need (a dossier lookup), done by the channel before the update's
@@ -165,17 +171,14 @@ class Assistant:
         citizen it comes from (`user_id`: a hook may read their rows, e.g. a lookup quota), and its handlers find
         the results in `ctx.fetched`. A hook that fails is logged: its handler fetches then."""
         fetched: dict[str, object] = {}
-        for cap in self.capabilities:
-            hook = getattr(cap, "prefetch", None)
-            if hook is None:
-                continue
+        for cap in self._prefetches:
             try:
-                fetched.update(await hook(text, callback, nlu, services, user_id=user_id))
+                fetched.update(await cap.prefetch(text, callback, nlu, services, user_id=user_id))
             except Exception as exc:  # never lose the update over a read it may not even need
                 log.warning("prefetch.failed", capability=type(cap).__name__, error=type(exc).__name__)
         return fetched
 
-    async def _waiting_for_text(self, ctx: Context) -> list[Any]:
+    async def _waiting_for_text(self, ctx: Context) -> list[Capability]:
         """The capabilities that may be waiting for this citizen's typed answer, in order.
 
         A capability with a `text_wait(user_id)` probe (an EXISTS on its dialogue table: true whenever its
@@ -187,10 +190,7 @@ class Assistant:
         if self._probe is not None:
             rows = await ctx.session.scalars(self._probe, {PROBE_USER: ctx.user.id})
             hits = {int(i) for i in rows.all()}
-        caps = self.capabilities
-        return [
-            cap for i, cap in enumerate(caps) if hasattr(cap, "wants_text") and (i in hits or i not in self._probed)
-        ]
+        return [cap for i, cap in self._text_takers if i in hits or i not in self._probed]
 
     async def on_text(self, inc: Incoming, ctx: Context) -> list[Reply]:
         text = (inc.text or "").strip()
@@ -203,19 +203,18 @@ class Assistant:
         # text through and stops waiting (it was clearly something else) has its question put aside: we say so.
         put_aside = False
         for cap in await self._waiting_for_text(ctx):
-            wants = getattr(cap, "wants_text", None)
-            if wants is not None and await _maybe_await(wants(ctx)):
-                replies: list[Reply] = await cap.on_text(inc, ctx)
+            if await cap.wants_text(ctx):
+                replies = await cap.on_text(inc, ctx)
                 if replies:
                     return replies
-                put_aside = put_aside or not await _maybe_await(wants(ctx))
+                put_aside = put_aside or not await cap.wants_text(ctx)
         nlu = inc.nlu
         if nlu is None:
             try:
                 nlu = await self.nlu.parse(text)
             except self._unavailable:
                 return [await self.menu(ctx, "common.nlu_down")]
-        answered = await self.on_understood(Incoming(**{**_fields(inc), "nlu": nlu}), ctx)
+        answered = await self.on_understood(replace(inc, nlu=nlu), ctx)
         if put_aside and answered:
             first = answered[0]
             answered[0] = replace(first, text=f"<i>{ctx.t('conversation.put_aside')}</i>\n\n{first.text}")
@@ -229,7 +228,7 @@ class Assistant:
             ctx.user.fallbacks_in_row = 0
             if hit.understanding is not None and hit.understanding.intent is not None:
                 await self._observe(inc, ctx, hit.understanding.intent)
-                routed = Incoming(**{**_fields(inc), "nlu": hit.understanding})
+                routed = replace(inc, nlu=hit.understanding)
                 return await self.dispatch(hit.understanding.intent, routed, ctx)
             await self._observe(inc, ctx, f"faq:{hit.entry}")
             return list(hit.replies or [])
@@ -270,7 +269,7 @@ class Assistant:
                 if asked is not None:
                     text, sent_at = asked
                     ctx = replace(ctx, now=sent_at)  # "in 1 minute" counts from when it was sent
-            picked = Incoming(**{**_fields(inc), "nlu": Understanding(args[0], 1.0), "callback": None, "text": text})
+            picked = replace(inc, nlu=Understanding(args[0], 1.0), callback=None, text=text)
             return await self.dispatch(args[0], picked, ctx)
         cap = self.by_callback.get(action)
         if cap is None:
@@ -280,23 +279,16 @@ class Assistant:
     async def on_media(self, inc: Incoming, ctx: Context) -> list[Reply]:
         """A photo, sticker, voice note, location or contact. A capability waiting for a photo (a broadcast being
         composed) or relaying messages (an open handover ticket) takes it; otherwise the citizen is told."""
-        for cap in self.capabilities:
-            wants = getattr(cap, "wants_media", None)
-            if wants is not None and await _maybe_await(wants(inc, ctx)):
-                replies: list[Reply] = await cap.on_media(inc, ctx)  # type: ignore[attr-defined]
-                return replies
+        for cap in self._media_takers:
+            if await cap.wants_media(inc, ctx):
+                return await cap.on_media(inc, ctx)
         if inc.kind == "photo":  # often a photo of an ID card or papers: say not to send those in a chat
             return [await self.menu(ctx, "conversation.photo_warning")]
         return [await self.menu(ctx, "common.not_text")]
 
     async def on_staff_group(self, inc: Incoming, ctx: Context) -> list[Reply]:
         """A message in the staff group that is not a command: handed to the capability that relays tickets."""
-        for cap in self.capabilities:
-            handler = getattr(cap, "on_staff_group", None)
-            if handler is not None:
-                replies: list[Reply] = await handler(inc, ctx)
-                return replies
-        return []
+        return await self._staff_group.on_staff_group(inc, ctx) if self._staff_group is not None else []
 
     # ---- internals ---------------------------------------------------------------------------------------
 
@@ -355,10 +347,8 @@ class Assistant:
     async def _observe(self, inc: Incoming, ctx: Context, intent: str | None) -> None:
         """Tell the capabilities that keep figures or context (staff statistics, the messages shown to staff on
         a handover) what a typed message was understood as: `intent` None when it was not understood."""
-        for cap in self.capabilities:
-            observe = getattr(cap, "observe", None)
-            if observe is not None:
-                await observe(inc, ctx, intent)
+        for cap in self._observers:
+            await cap.observe(inc, ctx, intent)
 
     async def _fallback(self, inc: Incoming, ctx: Context, nlu: Understanding) -> list[Reply]:
         await self._review(inc, ctx, nlu, "fallback")
@@ -417,5 +407,15 @@ def _is_new(ctx: Context) -> bool:
     return abs((ctx.now - created).total_seconds()) < NEW_USER_S
 
 
-def _fields(inc: Incoming) -> dict[str, Any]:
-    return {f: getattr(inc, f) for f in inc.__dataclass_fields__}
+def _check_answers(cap: Capability) -> None:
+    """What a capability declares needs the method that answers it: the default would drop it without a word."""
+    needs: tuple[tuple[bool, Hook], ...] = (
+        (bool(cap.intents), "on_intent"),
+        (bool(cap.callbacks), "on_callback"),
+        (bool(cap.commands), "on_command"),
+        ("wants_text" in cap.overridden, "on_text"),
+        ("wants_media" in cap.overridden, "on_media"),
+    )
+    missing = [hook for needed, hook in needs if needed and hook not in cap.overridden]
+    if missing:
+        raise ValueError(f"{type(cap).__name__} declares what it does not answer: no {', '.join(missing)}")

@@ -11,7 +11,7 @@ import structlog
 from sqlalchemy import bindparam, case, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from actions.base import Context
+from actions.base import Capability, Context
 from actions.staff import is_staff, refused
 from actions.types import Incoming, Reply
 from store.models import User
@@ -158,18 +158,10 @@ def render(ctx: Context, fig: Figures) -> str:
     return "\n".join(lines)
 
 
-class StatsCapability:
+class StatsCapability(Capability):
     """`/stats` for staff; refuses everyone else with the unknown-command answer."""
 
-    intents: tuple[str, ...] = ()
-    callbacks: tuple[str, ...] = ()
     commands: tuple[str, ...] = ("stats",)
-
-    async def on_intent(self, inc: Incoming, ctx: Context) -> list[Reply]:
-        return []
-
-    async def on_callback(self, inc: Incoming, ctx: Context) -> list[Reply]:
-        return []
 
     async def observe(self, inc: Incoming, ctx: Context, intent: str | None) -> None:
         """The router's report on each typed message: counted by local day, understood or not."""

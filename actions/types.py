@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 LANGS = ("vi", "en")
 
@@ -72,11 +72,3 @@ class Incoming:
     reply_to: int | None = None  # id of the message this one replies to (staff replying to a ticket post)
     photo: str | None = None  # file_id of the largest size, when the message is a photo
     kind: str = "text"  # text | command | callback | photo | sticker | voice | location | contact | other
-
-
-@dataclass(slots=True)
-class Outcome:
-    """What handling one Incoming produced."""
-
-    replies: list[Reply] = field(default_factory=list)
-    lang: str | None = None  # set when the user's language changed

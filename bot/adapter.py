@@ -19,7 +19,7 @@ from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, Re
 from telegram.ext import Application, CallbackQueryHandler, ContextTypes, MessageHandler, filters
 
 from actions import callbacks
-from actions.base import Context
+from actions.base import Context, Services
 from actions.content import Content
 from actions.router import Assistant
 from actions.types import Incoming, Reply
@@ -40,10 +40,6 @@ log = structlog.get_logger(__name__)
 REPLY_ATTEMPTS = 4
 REPLY_BACKOFF_S = 0.5
 REPLY_MAX_WAIT_S = 30.0
-
-# ctx.services key of a callable told the chat id of every reply message sent (the broadcast engine counts them
-# against Telegram's overall limit).
-REPLY_SENT_SERVICE = "reply_sent"
 
 # "Last seen" is kept to the minute (the staff statistics count citizens seen in the last days): a citizen's
 # messages within a minute do not each rewrite the row.
@@ -80,7 +76,7 @@ class TelegramAdapter:
     content: Content
     sessions: async_sessionmaker[AsyncSession]
     assistant: Assistant
-    services: dict[str, object]
+    services: Services
     flood: FloodGuard
     bot: Bot
     spool: ReplySpool | None = None  # where replies Telegram would not take are kept for the scheduler to resend
@@ -300,8 +296,8 @@ class TelegramAdapter:
         self._sent(chat_id)
 
     def _sent(self, chat_id: int) -> None:
-        hook = self.services.get(REPLY_SENT_SERVICE)
-        if callable(hook):
+        hook = self.services.reply_sent
+        if hook is not None:
             hook(chat_id)
 
     async def mark_inactive(self, chat_id: int) -> None:

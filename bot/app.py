@@ -19,8 +19,8 @@ from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, ExtBot
 
 from actions import handover as handover_module
 from actions import renewal as renewal_module
-from actions.base import Capability
-from actions.broadcast_ui import ENGINE_SERVICE, BroadcastUI
+from actions.base import Capability, Services
+from actions.broadcast_ui import BroadcastUI
 from actions.content import Content
 from actions.content_schema import guides_section
 from actions.dossier import DossierCapability, purge_lookups, render_change
@@ -36,7 +36,7 @@ from actions.reminders import ReminderCapability
 from actions.renewal import RenewalCapability
 from actions.router import Assistant
 from actions.stats import StatsCapability
-from bot.adapter import REPLY_SENT_SERVICE, TelegramAdapter
+from bot.adapter import TelegramAdapter
 from bot.aiohttp_request import AiohttpRequest
 from bot.health import HealthServer, dependency_states, instrument, queue_depths
 from bot.processor import PerChatUpdateProcessor
@@ -71,13 +71,13 @@ COMMANDS = ("start", "menu", "help", "lang", "privacy", "mydata", "forget")
 
 @dataclass
 class Wiring:
-    """What capabilities are built from: the settings, the texts, the database, and the service registry that
-    post_init fills (the outbound sender, the portal client, the broadcast engine) before the first update."""
+    """What capabilities are built from: the settings, the texts, the database, and the services that post_init
+    fills in (the outbound sender, the portal client, the broadcast engine) before the first update."""
 
     settings: Settings
     content: Content
     sessions: async_sessionmaker[AsyncSession]
-    services: dict[str, Any]
+    services: Services
 
 
 @dataclass
@@ -91,7 +91,7 @@ class Runtime:
     nlu: NluClient
     assistant: Assistant
     scheduler: AsyncIOScheduler
-    services: dict[str, Any] = field(default_factory=dict)
+    services: Services = field(default_factory=Services)
     adapter: TelegramAdapter | None = None
     port_bot: ExtBot[Any] | None = None
     portal: PortalClient | None = None
@@ -194,7 +194,7 @@ def build_application(
         connect_timeout=settings.nlu_connect_timeout_s,
         read_timeout=settings.nlu_read_timeout_s,
     )
-    services: dict[str, Any] = {}
+    services = Services()
     wiring = Wiring(settings, content, sessions, services)
     guide_titles = {gid: g.title for gid, g in guides_section(content).guides.items()}
     assistant = Assistant(
@@ -228,8 +228,7 @@ def build_application(
         assert runtime.port_bot is not None
         await runtime.port_bot.initialize()
         sender = TelegramSender(runtime.port_bot)
-        services["sender"] = sender
-        services["bot_username"] = app.bot.username
+        services.sender = sender
         runtime.portal = PortalClient(
             settings.portal_base_url,
             settings.portal_token_url,
@@ -240,7 +239,7 @@ def build_application(
             deadline_s=settings.portal_deadline_s,
             breaker=CircuitBreaker(reset_timeout_s=settings.portal_breaker_reset_s),
         )
-        services["portal"] = runtime.portal
+        services.portal = runtime.portal
         runtime.adapter = TelegramAdapter(
             settings=settings,
             content=content,
@@ -369,8 +368,8 @@ def _start_background(runtime: Runtime, sender: TelegramSender) -> None:
     runtime.broadcasts = BroadcastEngine(
         sessions, sender, content, rate=s.broadcast_rate, paid_rate=s.broadcast_paid_rate
     )
-    runtime.services[ENGINE_SERVICE] = runtime.broadcasts
-    runtime.services[REPLY_SENT_SERVICE] = runtime.broadcasts.count_reply
+    runtime.services.broadcasts = runtime.broadcasts
+    runtime.services.reply_sent = runtime.broadcasts.count_reply
     runtime.background.append(asyncio.create_task(runtime.broadcasts.run_forever(), name="broadcasts"))
     scheduler.start()
 

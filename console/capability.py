@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import structlog
 
-from actions.base import Context
+from actions.base import Capability, Context
 from actions.staff import is_staff, refused
 from actions.types import Incoming, Reply
 from console.auth import new_link
@@ -12,16 +12,8 @@ from console.auth import new_link
 log = structlog.get_logger(__name__)
 
 
-class ConsoleCapability:
-    intents: tuple[str, ...] = ()
-    callbacks: tuple[str, ...] = ()
+class ConsoleCapability(Capability):
     commands: tuple[str, ...] = ("console",)
-
-    async def on_intent(self, inc: Incoming, ctx: Context) -> list[Reply]:
-        return []
-
-    async def on_callback(self, inc: Incoming, ctx: Context) -> list[Reply]:
-        return []
 
     async def on_command(self, name: str, args: str, inc: Incoming, ctx: Context) -> list[Reply]:
         # In a group anyone could read the link: it is only ever sent in the staff member's private chat.

@@ -70,7 +70,6 @@ class Settings(BaseSettings):
     # The province's commune-level units (news areas); another province drops in its own file (checked at start).
     areas_file: Path = ROOT / "data" / "areas.yml"
     timezone: str = "Asia/Ho_Chi_Minh"
-    default_lang: str = "vi"
     log_level: str = "INFO"
     log_format: str = "json"  # json | console
     log_id_key: SecretStr | None = None  # keys the hash user ids are logged as (core/logs.py); unset: random per run

@@ -58,10 +58,6 @@ class NluClient:
         self._down_since: float | None = None
         self._retry_at = 0.0
 
-    @property
-    def is_down(self) -> bool:
-        return self._down_since is not None
-
     async def parse(self, text: str) -> Understanding:
         now = time.monotonic()
         if self._down_since is not None and now < self._retry_at:

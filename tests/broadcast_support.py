@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from telegram.ext import ExtBot
 from telegram.request import HTTPXRequest
 
-from actions.base import Context
+from actions.base import Context, Services
 from actions.content import Content
 from core.settings import Settings
 from store import models, models_news, models_staff  # noqa: F401 - every table this area touches
@@ -63,7 +62,7 @@ def context(
     content: Content,
     *,
     admin_ids: tuple[int, ...] = (),
-    services: dict[str, Any] | None = None,
+    services: Services | None = None,
     now: dt.datetime | None = None,
 ) -> Context:
     settings = Settings(admin_ids=list(admin_ids), _env_file=None)  # type: ignore[call-arg]
@@ -73,5 +72,5 @@ def context(
         session=session,
         user=user,
         now=now or dt.datetime.now(dt.UTC),
-        services=services or {},
+        services=services if services is not None else Services(),
     )

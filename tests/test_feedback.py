@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 import actions.router  # noqa: F401  (registers the c_menu button the replies carry)
 from actions import callbacks
-from actions.base import Context
+from actions.base import Context, Services
 from actions.content import DEFAULT_DIR, Content
 from actions.feedback import FeedbackCapability, feedback_buttons, should_offer
 from actions.handover import HandoverCapability, OfficeHours
@@ -72,7 +72,7 @@ class Chat:
             OfficeHours.parse(timezone="Asia/Ho_Chi_Minh"),
             content=content,
             sessions=sessions,
-            services={"sender": self.sender},
+            services=Services(sender=self.sender),
         )
 
     async def ctx_run(self, work: Any) -> Any:
@@ -82,7 +82,7 @@ class Chat:
                 user = User(id=CITIZEN, chat_id=CITIZEN, lang="vi")
                 session.add(user)
                 await session.flush()
-            ctx = Context(self.content, self.settings, session, user, self.now, {"sender": self.sender})
+            ctx = Context(self.content, self.settings, session, user, self.now, Services(sender=self.sender))
             result = await work(ctx)
         for send in ctx.after_commit:  # as the adapter does: ticket posts leave once the update is committed
             await send()

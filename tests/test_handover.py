@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 import actions.router  # noqa: F401  (registers the c_menu button the replies carry)
 from actions import callbacks
-from actions.base import Context
+from actions.base import Context, Services
 from actions.content import DEFAULT_DIR, Content
 from actions.handover import (
     HOLIDAYS_FILE,
@@ -107,7 +107,7 @@ class World:
         self.sender = FakeSender()
         self.settings = Settings(_env_file=None, staff_chat_id=GROUP, admin_ids=[ADMIN])  # type: ignore[call-arg]
         self.now = IN_HOURS
-        self.services: dict[str, Any] = {"sender": self.sender}
+        self.services = Services(sender=self.sender)
         self.run_after_commit = True
 
     async def run(self, user_id: int, work: Callable[[Context], Awaitable[list[Reply]]]) -> list[Reply]:
@@ -212,7 +212,7 @@ def world(engine: AsyncEngine, content: Content) -> World:
         hours(), content=content, sessions=async_sessionmaker(engine, expire_on_commit=False), repost_after_s=1800
     )
     w = World(engine, content, cap)
-    cap._services = w.services  # the same dict the bot shares between handlers and background jobs
+    cap._services = w.services  # the same object the bot shares between handlers and background jobs
     return w
 
 

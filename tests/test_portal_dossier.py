@@ -14,7 +14,7 @@ from sqlalchemy import delete, event, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from actions import callbacks
-from actions.base import Context
+from actions.base import Context, Services
 from actions.content import Content
 from actions.dossier import (
     DossierCapability,
@@ -112,7 +112,7 @@ async def ctx(engine: AsyncEngine, content: Content, portal: PortalClient) -> As
             session=session,
             user=user,
             now=NOW,
-            services={"portal": portal},
+            services=Services(portal=portal),
         )
 
 
@@ -667,7 +667,7 @@ async def test_the_channel_prefetch_gates_and_counts_before_the_transaction(
     async with sessions() as s, s.begin():
         s.add(User(id=USER_ID, chat_id=USER_ID, lang="vi"))
     cap = DossierCapability(lookups_per_hour=3, budget=roomy(), sessions=sessions, hash_secret="k" * 32)
-    services = {"portal": portal}
+    services = Services(portal=portal)
 
     async def update(text: str | None = None, data: str | None = None) -> list[Reply]:
         callback = callbacks.decode(data) if data else None
