@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-import unicodedata
+
+from core.text import has_diacritics
 
 _WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
 
@@ -288,19 +289,9 @@ _VI = frozenset(
 )
 
 
-def fold(text: str) -> str:
-    """Lower-case, strip Vietnamese diacritics (đ → d)."""
-    decomposed = unicodedata.normalize("NFD", text.lower().replace("đ", "d"))
-    return "".join(c for c in decomposed if not unicodedata.combining(c))
-
-
-def has_vietnamese_marks(text: str) -> bool:
-    return any(unicodedata.combining(c) for c in unicodedata.normalize("NFD", text)) or "đ" in text.lower()
-
-
 def detect(text: str) -> str | None:
     """'en', 'vi', or None when the text does not say (a code, an emoji, one neutral word)."""
-    if has_vietnamese_marks(text):
+    if has_diacritics(text):
         return "vi"
     words = _WORD.findall(text.lower())
     if not words:

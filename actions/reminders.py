@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import secrets
-import unicodedata
 from zoneinfo import ZoneInfo
 
 import structlog
@@ -23,6 +22,7 @@ from actions.content import Content
 from actions.types import Button, Incoming, Reply
 from actions.when import DEFAULT_TIME, VN_TZ, When, is_quiet, parse_when, resolve_default
 from core.pii import ID, PHONE, redact
+from core.text import fold
 from reminders.messages import (
     ACTIONS,
     ALTERNATIVE,
@@ -66,8 +66,7 @@ _BODY = "\x00body\x00"  # stands for a reminder's HTML body in a template until 
 
 
 def _fold(text: str) -> str:
-    s = text.lower().strip(" .!?").replace("đ", "d")
-    return "".join(c for c in unicodedata.normalize("NFD", s) if not unicodedata.combining(c))
+    return fold(text.lower().strip(" .!?"))
 
 
 class ReminderCapability(Capability):

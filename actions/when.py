@@ -73,6 +73,8 @@ from datetime import date, datetime, time, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
+from core.text import fold
+
 __all__ = [
     "DEFAULT_TIME",
     "PART_DEFAULTS",
@@ -131,12 +133,6 @@ class When:
 
 # ---------------------------------------------------------------------------------------------------------
 # Text preparation
-
-
-def _fold(s: str) -> str:
-    """Lower case without diacritics ("Thứ Sáu" -> "thu sau"); for looking words up, not for matching."""
-    s = s.lower().replace("đ", "d").replace("ð", "d")
-    return "".join(c for c in unicodedata.normalize("NFD", s) if not unicodedata.combining(c))
 
 
 def _prepare(text: str) -> tuple[str, list[int], list[int]]:
@@ -365,34 +361,34 @@ def _number(s: str) -> float:
     s = s.strip()
     if s.isdigit():
         return int(s)
-    return _NUMBERS[re.sub(r"\s+", " ", _fold(s))]
+    return _NUMBERS[re.sub(r"\s+", " ", fold(s))]
 
 
 def _is_word(word: str, vocab: set[str]) -> bool:
     """`word` is in `vocab` as written, or typed without marks ("lan" for "lần")."""
-    return word in vocab or (word.isascii() and word in {_fold(v) for v in vocab})
+    return word in vocab or (word.isascii() and word in {fold(v) for v in vocab})
 
 
 def _part_of(word: str) -> Part:
-    return _PARTS[_fold(word).split()[0]]
+    return _PARTS[fold(word).split()[0]]
 
 
 # Builders: each turns a match into what it means, or None when context shows it is not a time phrase.
 
 
 def _relative_vi(m: re.Match[str]) -> _Found | None:
-    tail = _fold(_g(m, "tail") or "")
+    tail = fold(_g(m, "tail") or "")
     if tail == "toi":  # "3 ngày tới" is a span of days, not a point in time
         return None
     if not _g(m, "lead") and tail not in ("nua", "sau"):
         return None
     if not tail and _PART_AHEAD.match(m.string, m.end()):  # "sau 2 giờ chiều" = after 2 pm
         return None
-    return _relative(_number(m["n"]), _fold(m["u"]))
+    return _relative(_number(m["n"]), fold(m["u"]))
 
 
 def _relative_en(m: re.Match[str]) -> _Found | None:
-    unit = _fold(m["u"]).rstrip("s")
+    unit = fold(m["u"]).rstrip("s")
     return _relative(_number(m["n"]), unit)
 
 
@@ -435,7 +431,7 @@ def _clock(m: re.Match[str]) -> _Found | None:
 
 
 def _noon_midnight(m: re.Match[str]) -> _Found:
-    word = _fold(m["w"])
+    word = fold(m["w"])
     if word in ("noon", "midday"):
         return _Found(clock=_Clock(12, 0, fixed=True))
     return _Found(clock=_Clock(24, 0, fixed=True))
@@ -456,7 +452,7 @@ def _part_vi(m: re.Match[str]) -> _Found:
 def _part_en(m: re.Match[str]) -> _Found:
     word = m["p"]
     part = _part_of(word)
-    intro = _fold(_g(m, "intro") or "")
+    intro = fold(_g(m, "intro") or "")
     if word in ("tonight", "tonite") or intro == "this":
         return _Found(day=_Offset(0), part=part)
     if intro:
@@ -476,7 +472,7 @@ def _core(m: re.Match[str]) -> str:
 
 def _tomorrow(m: re.Match[str]) -> _Found | None:
     before = m.string[: m.start()].split()
-    if _core(m) == "mai" and before and _fold(before[-1]) in _TITLES:  # "chị Mai", "hoa mai": not a day
+    if _core(m) == "mai" and before and fold(before[-1]) in _TITLES:  # "chị Mai", "hoa mai": not a day
         return None
     return _Found(day=_Offset(1))
 
@@ -489,7 +485,7 @@ def _after_tomorrow(m: re.Match[str]) -> _Found:
 
 
 def _yesterday(m: re.Match[str]) -> _Found:
-    word = _fold(m.group(0))
+    word = fold(m.group(0))
     return _Found(day=_Offset(-2 if "kia" in word else -1))
 
 
@@ -502,10 +498,10 @@ def _weekday_vi(m: re.Match[str]) -> _Found | None:
     elif _g(m, "wt"):
         wd = int(m["wt"]) - 2
     elif _g(m, "ww"):
-        wd = _VI_WEEKDAY_WORDS[_fold(m["ww"])]
+        wd = _VI_WEEKDAY_WORDS[fold(m["ww"])]
     else:
         wd = 6
-    mod = _fold(_g(m, "mod") or "").split()
+    mod = fold(_g(m, "mod") or "").split()
     if not mod:
         return _Found(day=_Weekday(wd))
     if mod[-1] == "nay":
@@ -517,8 +513,8 @@ def _weekday_vi(m: re.Match[str]) -> _Found | None:
 
 def _weekday_en(m: re.Match[str]) -> _Found | None:
     name = m["wd"]
-    mod = _fold(_g(m, "mod") or "")
-    mod2 = _fold(_g(m, "mod2") or "")
+    mod = fold(_g(m, "mod") or "")
+    mod2 = fold(_g(m, "mod2") or "")
     if len(name) <= 5 and not (mod or _g(m, "pre")):
         return None  # "sat", "sun", "wed" are ordinary words unless introduced ("on Sat", "next Wed")
     wd = _EN_WEEKDAYS[name[:3]]
@@ -532,17 +528,17 @@ def _weekday_en(m: re.Match[str]) -> _Found | None:
 
 
 def _week(m: re.Match[str]) -> _Found:
-    text = _fold(m.group(0))
+    text = fold(m.group(0))
     return _Found(day=_Week(2 if ("nua" in text.split() or "after next" in text) else 1))
 
 
 def _weekend(m: re.Match[str]) -> _Found:
-    mod = _fold(_g(m, "mod") or "")
+    mod = fold(_g(m, "mod") or "")
     return _Found(day=_Weekend(1 if mod in ("sau", "toi", "next") else 0))
 
 
 def _month_edge(m: re.Match[str]) -> _Found:
-    text = _fold(m.group(0))
+    text = fold(m.group(0))
     nxt = any(w in text.split() for w in ("sau", "toi", "next"))
     end = "cuoi" in text or "end" in text
     return _Found(day=_MonthEdge(1 if nxt else (0 if end else 1), end=end))
@@ -994,7 +990,7 @@ def _lead_ok(norm: str, lead: tuple[int, int], used: list[_Piece]) -> bool:
         if p.start < lead[0]:
             head[p.start : min(p.end, lead[0])] = " " * (min(p.end, lead[0]) - p.start)
     words = re.findall(r"\w+", "".join(head))
-    return all(_fold(w) in _GREETINGS for w in words)
+    return all(fold(w) in _GREETINGS for w in words)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from sqlalchemy import ColumnElement, Select, and_, exists, false, func, or_, se
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from actions.content import Content
+from core.text import fold as fold_text
 from store.models import User
 from store.models_news import NewsArea, NewsSubscription, NewsTopic
 
@@ -31,10 +32,8 @@ _TYPE_WORDS_MARKED = frozenset({"phường", "xã", "đặc"})  # "Phượng" (a
 
 
 def fold(text: str) -> str:
-    """Lower case without diacritics, every run of other characters one space: "Phường Từ Sơn" -> "phuong tu son"."""
-    text = text.lower().replace("đ", "d")
-    plain = "".join(c for c in unicodedata.normalize("NFD", text) if unicodedata.category(c) != "Mn")
-    return " ".join(re.findall(r"[a-z0-9]+", plain))
+    """Folded (core/text.py), every run of other characters one space: "Phường Từ Sơn" -> "phuong tu son"."""
+    return " ".join(re.findall(r"[a-z0-9]+", fold_text(text)))
 
 
 def _lower_words(text: str) -> str:

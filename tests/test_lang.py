@@ -2,7 +2,7 @@
 
 import pytest
 
-from actions.lang import detect, fold
+from actions.lang import detect
 
 
 @pytest.mark.parametrize(
@@ -24,7 +24,3 @@ from actions.lang import detect, fold
 )
 def test_detect(text: str, lang: str | None) -> None:
     assert detect(text) == lang
-
-
-def test_fold() -> None:
-    assert fold("Đăng KÝ định danh") == "dang ky dinh danh"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nlu.components.folding import fold, fold_with_offsets
+from core.text import fold, fold_with_offsets
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data" / "nlu"

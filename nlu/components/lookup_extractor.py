@@ -25,7 +25,7 @@ from rasa.shared.nlu.constants import (
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
-from nlu.components.folding import fold, fold_char, fold_with_offsets
+from core.text import fold, fold_char, fold_with_offsets
 
 _FILE = "folded_lookup.json"
 

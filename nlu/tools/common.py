@@ -9,13 +9,13 @@ import asyncio
 import hashlib
 import os
 import sys
-import unicodedata
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.text import fold, has_diacritics
 from nlu.figures import HELDOUT_MIN
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,6 +27,7 @@ FIELD_STYLES = ("vi_accented", "vi_plain", "en")
 CONFIG = ROOT / "config.yml"
 DOMAIN = ROOT / "domain.yml"
 COMPONENTS = ROOT / "nlu" / "components"
+TEXT = ROOT / "core" / "text.py"
 MODELS = ROOT / "models"
 CONTRACT_ENTITIES = ("procedure", "aspect", "eid_level", "dossier_code")
 FALLBACK = "nlu_fallback"
@@ -71,21 +72,12 @@ def rasa_bin() -> str:
     return str(Path(sys.executable).with_name("rasa"))
 
 
-def fold(text: str) -> str:
-    """Same folding as nlu.components.folding (duplicated here so the tools import no Rasa)."""
-    text = unicodedata.normalize("NFD", text.replace("đ", "d").replace("Đ", "D"))
-    return "".join(c for c in text if unicodedata.category(c) != "Mn").lower()
-
-
-def has_diacritics(text: str) -> bool:
-    return fold(text) != text.lower()
-
-
 def _input_files() -> Iterator[Path]:
     for base, pattern in ((DATA, "**/*"), (COMPONENTS, "**/*.py")):
         for path in sorted(base.glob(pattern)):
             if path.is_file() and "__pycache__" not in path.parts:
                 yield path
+    yield TEXT  # the components' folding
     yield CONFIG
     yield DOMAIN
 
