@@ -29,6 +29,7 @@ CHECK_ON_PORTAL = ("kiểm tra trên cổng dịch vụ công khi nộp", "check
 # The content files this area owns; the placeholder check runs over them.
 OWN_STEMS = ("guides", "eid", "troubleshoot", "procedures", "renewal")
 MAX_DETOUR_DEPTH = 6  # guide + nested troubleshooting branches; keeps the stored stack short
+MAX_GROUP = 8  # procedure buttons a phone screen shows without scrolling past the answer
 
 
 class _Strict(BaseModel):
@@ -168,6 +169,8 @@ class ProceduresSection(_Strict):
     aspects: list[Aspect] = Field(min_length=1)
     # Dated fee amounts per procedure, so the answer quotes the amount in force on the day it is asked.
     fees: dict[Ident, list[FeeRule]] = Field(default_factory=dict)
+    # The picker's groups (label procedures.group.<id>), each at most MAX_GROUP buttons; empty: one flat list.
+    groups: dict[Ident, list[Ident]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _unique(self) -> ProceduresSection:
@@ -183,7 +186,22 @@ class ProceduresSection(_Strict):
                     # Two amounts for the same thing and the same way of applying on one day: which to quote?
                     if (a.for_, a.applies) == (b.for_, b.applies) and _overlap(a, b):
                         raise ValueError(f"fees.{pid}: two {a.applies} rules for {a.for_ or 'the fee'} overlap")
+        if self.groups:
+            grouped = [pid for members in self.groups.values() for pid in members]
+            if sorted(grouped) != sorted(self.order):
+                missing, extra = set(self.order) - set(grouped), set(grouped) - set(self.order)
+                raise ValueError(
+                    f"`groups` must hold every procedure of `order` once (missing {sorted(missing)}, "
+                    f"unknown {sorted(extra)}, or repeated)"
+                )
+            for gid, members in self.groups.items():
+                if not 1 <= len(members) <= MAX_GROUP:
+                    raise ValueError(f"group {gid!r} needs 1 to {MAX_GROUP} procedures, not {len(members)}")
         return self
+
+    def group_of(self, pid: str) -> str | None:
+        """The picker group holding `pid`, or None without groups."""
+        return next((gid for gid, members in self.groups.items() if pid in members), None)
 
     def rules_on(self, pid: str, day: dt.date) -> list[FeeRule]:
         """The fee rules of `pid` in force on `day`, in the order the content lists them."""
@@ -193,6 +211,7 @@ class ProceduresSection(_Strict):
         names = (*self.aspects, *PROCEDURE_EXTRA_TEXTS)
         keys = {f"procedures.{pid}.{name}" for pid in self.order for name in names}
         keys |= {f"procedures.fee_for.{r.for_}" for rules in self.fees.values() for r in rules if r.for_}
+        keys |= {f"procedures.group.{gid}" for gid in self.groups}
         return keys
 
     def fact_keys(self) -> set[str]:
@@ -249,6 +268,8 @@ CODE_KEYS = (
             "checked_line",
             "source_line",
             "btn_all",
+            "btn_groups",
+            "ask_group",
             "aspect.mistakes",
             "fee_today",
             "fee_line",

@@ -16,7 +16,7 @@ from actions.types import Button, Incoming, Reply
 
 log = structlog.get_logger(__name__)
 
-LIST = "p_list"  # p_list: the procedures as buttons
+LIST = "p_list"  # p_list: the groups as buttons (or all procedures without groups); p_list|<group>: one group
 SHOW = "p_show"  # p_show|<procedure>|<aspect or "">: one aspect, or the overview when empty
 CALLBACKS = (LIST, SHOW)
 callbacks.register(*CALLBACKS)
@@ -94,7 +94,7 @@ class ProceduresCapability(Capability):
         action, args = inc.callback
         if action == SHOW and args:
             return [await self._answer(ctx, args[0], args[1] if len(args) > 1 else None, edit=True)]
-        return [self._list(ctx, edit=True)]
+        return [self._list(ctx, edit=True, group=args[0] if args else None)]
 
     async def _answer(self, ctx: Context, pid: str | None, aspect: str | None, *, edit: bool) -> Reply:
         if pid not in self.section.order:
@@ -107,11 +107,22 @@ class ProceduresCapability(Capability):
             reply = self._overview(ctx, pid, edit=edit)
         return await offer_feedback(ctx, f"proc:{pid}", f"procedures.{pid}.{aspect or 'who'}", reply)
 
-    def _list(self, ctx: Context, *, edit: bool) -> Reply:
-        rows = tuple(
-            (Button(ctx.t(f"procedures.{pid}.name"), callbacks.encode(SHOW, pid, "")),) for pid in self.section.order
-        )
-        return Reply(ctx.t("procedures.ask_procedure"), rows, edit=edit)
+    def _list(self, ctx: Context, *, edit: bool, group: str | None = None) -> Reply:
+        """The groups (a phone screen holds few buttons), or one group's procedures with a way back."""
+        groups = self.section.groups
+        if not groups:
+            return Reply(ctx.t("procedures.ask_procedure"), self._procedure_rows(ctx, self.section.order), edit=edit)
+        if group not in groups:  # also an unknown or stale group in a payload: start from the groups
+            rows = tuple((Button(ctx.t(f"procedures.group.{gid}"), callbacks.encode(LIST, gid)),) for gid in groups)
+            return Reply(ctx.t("procedures.ask_group"), rows, edit=edit)
+        assert group is not None
+        back = (Button(ctx.t("procedures.btn_groups"), callbacks.encode(LIST)),)
+        text = f"<b>{ctx.t(f'procedures.group.{group}')}</b>\n\n{ctx.t('procedures.ask_procedure')}"
+        return Reply(text, (*self._procedure_rows(ctx, groups[group]), back), edit=edit)
+
+    @staticmethod
+    def _procedure_rows(ctx: Context, pids: list[str]) -> tuple[tuple[Button, ...], ...]:
+        return tuple((Button(ctx.t(f"procedures.{pid}.name"), callbacks.encode(SHOW, pid, "")),) for pid in pids)
 
     def _overview(self, ctx: Context, pid: str, *, edit: bool) -> Reply:
         key = f"procedures.{pid}.who"
@@ -132,9 +143,10 @@ class ProceduresCapability(Capability):
         return Reply(text, self._aspect_buttons(ctx, pid, shown=aspect), edit=edit)
 
     def _aspect_buttons(self, ctx: Context, pid: str, shown: str | None) -> tuple[tuple[Button, ...], ...]:
-        """The other aspects (the answered one first left out), common mistakes, and the procedure list."""
+        """The other aspects (the answered one left out), common mistakes, and the procedure's group."""
         names = [a for a in (*self.section.aspects, MISTAKES) if a != shown]
         buttons = [Button(ctx.t(f"procedures.aspect.{a}"), callbacks.encode(SHOW, pid, a)) for a in names]
         rows = [tuple(buttons[i : i + _ASPECTS_PER_ROW]) for i in range(0, len(buttons), _ASPECTS_PER_ROW)]
-        rows.append((Button(ctx.t("procedures.btn_all"), callbacks.encode(LIST)),))
+        group = self.section.group_of(pid)  # "other procedures" opens the group this one is in
+        rows.append((Button(ctx.t("procedures.btn_all"), callbacks.encode(LIST, *([group] if group else []))),))
         return tuple(rows)

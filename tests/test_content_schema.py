@@ -32,6 +32,19 @@ NLU_PROCEDURES = {
     "passport",
     "birth_group",
     "death_group",
+    "id_card",
+    "temporary_absence",
+    "stay_notice",
+    "household_split",
+    "residence_update",
+    "residence_confirm",
+    "marital_status",
+    "civil_extract",
+    "certified_copy",
+    "vehicle_registration",
+    "health_insurance",
+    "unemployment_benefit",
+    "household_business",
 }
 
 

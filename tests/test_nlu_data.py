@@ -27,7 +27,9 @@ CONTRACT_INTENTS = {
 ENTITY_VALUES = {
     "procedure": {
         "birth_registration", "death_registration", "permanent_residence", "temporary_residence",
-        "criminal_record", "driving_licence", "marriage_registration", "passport",
+        "criminal_record", "driving_licence", "marriage_registration", "passport", "id_card", "temporary_absence",
+        "stay_notice", "household_split", "residence_update", "residence_confirm", "marital_status", "civil_extract",
+        "certified_copy", "vehicle_registration", "health_insurance", "unemployment_benefit", "household_business",
     },
     "aspect": {"documents", "fee", "duration", "how", "where"},
     "eid_level": {"1", "2"},
