@@ -7,6 +7,8 @@ import asyncio
 import json
 import unicodedata
 
+import httpx
+import pytest
 from sqlalchemy import select
 
 from nlu.server import RasaServer, free_port, start_rasa
@@ -22,9 +24,32 @@ NLU_DOWN_VI = "Hiện mình tạm thời không đọc được tin nhắn chữ
 STAFF_VI = "👤 Gặp cán bộ"
 ASK_LEVEL_VI = "Bạn muốn làm tài khoản VNeID mức nào?"
 ACTIVATE_VI = "Kích hoạt tài khoản VNeID — Bước 1/"  # "kích hoạt" opens the activation guide (actions/faq.py)
-# Two questions in one message: the classifier splits ~0.50 / ~0.49 between eid_activate and eid_info
-# (`make nlu-parse` shows the ranking); the bot must ask rather than pick one.
-TWO_QUESTIONS = "vneid la gi va kich hoat the nao"
+# Two questions in one message: the bot must ask rather than pick one. Which wording the classifier splits closely
+# between eid_info and eid_activate depends on the trained model (`make nlu-parse ARGS=--ranking` shows it), so the
+# test takes the first of these that the running server reads that way, and says so when none is.
+TWO_QUESTION_WORDINGS = (
+    "vneid la gi va kich hoat the nao",
+    "vneid la gi, dang ky the nao",
+    "vneid là gì và kích hoạt thế nào",
+    "định danh điện tử là gì, đăng ký thế nào",
+    "vneid la gi va lam sao de co",
+    "what is vneid and how do i activate it",
+)
+AMBIGUITY_THRESHOLD, AMBIGUITY_FLOOR = 0.12, 0.25  # core/settings.py defaults, which the bot under test runs with
+
+
+async def two_questions(rasa: RasaServer) -> str:
+    async with httpx.AsyncClient() as http:
+        for text in TWO_QUESTION_WORDINGS:
+            answer = await http.post(f"{rasa.url}/model/parse", params={"token": RASA_TOKEN}, json={"text": text})
+            ranked = [
+                (i["name"], i["confidence"]) for i in answer.json()["intent_ranking"] if i["name"] != "nlu_fallback"
+            ]
+            (first, c1), (second, c2) = ranked[:2]
+            close = c1 - c2 < AMBIGUITY_THRESHOLD and c1 >= AMBIGUITY_FLOOR
+            if close and {first, second} == {"eid_info", "eid_activate"}:
+                return text
+    pytest.fail(f"the model reads none of {TWO_QUESTION_WORDINGS} as two close readings: add a wording it does")
 
 
 async def one(user: SimUser, wait_s: float = 15) -> SimMessage:
@@ -65,9 +90,10 @@ async def test_fallback_is_queued_redacted_and_an_understood_message_resets_the_
 async def test_close_readings_get_did_you_mean_and_a_press_answers_it(
     sandbox: SandboxClient, bots: BotRunner, rasa: RasaServer, db_url: str
 ) -> None:
+    two = await two_questions(rasa)
     runtime = await bots.start(db_url, rasa_url=rasa.url)
     nga = await sandbox.user(7103, first_name="Nga", language_code="vi")
-    await nga.send(TWO_QUESTIONS)
+    await nga.send(two)
     ask = await one(nga)
     assert ask.body == DID_YOU_MEAN_VI
     assert sorted(ask.labels[:2]) == ["Tài khoản VNeID là gì", "Đăng ký / kích hoạt VNeID"]  # in the model's order
@@ -77,12 +103,12 @@ async def test_close_readings_get_did_you_mean_and_a_press_answers_it(
     assert level.body.startswith(ASK_LEVEL_VI)
     assert level.labels[:2] == ["Mức 1", "Mức 2"]
 
-    await nga.send(TWO_QUESTIONS)  # the same question again; this time the other reading is picked
+    await nga.send(two)  # the same question again; this time the other reading is picked
     await nga.press(await one(nga), "Tài khoản VNeID là gì")
     info = await one(nga)
     assert "Tài khoản định danh điện tử VNeID" in info.body
     rows = await reviews(runtime)
-    assert [(r.reason, r.text) for r in rows] == [("ambiguous", TWO_QUESTIONS)] * 2
+    assert [(r.reason, r.text) for r in rows] == [("ambiguous", two)] * 2
 
 
 async def test_decomposed_vietnamese_is_understood_like_composed(
