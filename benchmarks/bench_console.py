@@ -10,7 +10,7 @@ import time
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import insert, select, text
+from sqlalchemy import func, insert, select, text
 
 from benchmarks.common import database, note, quiet, scale
 from bot.health import queue_depths
@@ -18,9 +18,11 @@ from console import figures
 from store.base import utcnow
 from store.db import make_engine, make_sessionmaker, migrate, unit_of_work
 from store.models import NluReview, User
-from store.models_handover import CLOSED, MessageCount, Ticket, TicketMessage
+from store.models_dossier import DossierFollow
+from store.models_handover import CLOSED, Feedback, MessageCount, Ticket, TicketMessage
 from store.models_news import Broadcast, Delivery
-from store.models_reminders import SENT, Reminder
+from store.models_reminders import CANCELLED, SENT, STOPPED, Reminder
+from store.models_staff import AuditEntry
 
 NAME = "console"
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -29,9 +31,12 @@ INTENTS = 40
 USERS = 20_000
 RUNS = 20
 CHUNK = 5000
+ANSWERS = 60  # answer keys voted on
+FOLLOWS = 5000  # dossiers followed now
+AUDITS = 20_000  # other staff actions in the audit log
 
 
-async def _fill(db_url: str, tickets: int, reminders: int, broadcasts: int, per_broadcast: int) -> int:
+async def _fill(db_url: str, tickets: int, reminders: int, broadcasts: int, per_broadcast: int, feedback: int) -> int:
     """A year of activity, inserted in chunks; returns the number of rows written."""
     engine = make_engine(db_url)
     now = utcnow()
@@ -75,19 +80,61 @@ async def _fill(db_url: str, tickets: int, reminders: int, broadcasts: int, per_
              "state": SENT, "group_key": f"g{i}", "attempts": 1, "late": False, "created_at": at, "updated_at": at}
             for i in range(reminders)
         ])  # fmt: skip
+        async with unit_of_work(make_sessionmaker(engine)) as s:
+            first = int(await s.scalar(select(func.min(Reminder.id))) or 1)
+        # a tenth of the sent reminders snoozed (a repeat row), and as many stopped or cancelled
+        await put(Reminder, [
+            {"user_id": 1 + i % USERS, "source": "citizen", "kind": "custom", "params": "{}",
+             "remind_at": (at := now - dt.timedelta(seconds=(i * 15485863) % year_s)), "due_at": at,
+             "state": (SENT, STOPPED, CANCELLED)[i % 3], "group_key": f"r{i}", "attempts": 0, "late": False,
+             "parent_id": first + i * 10 if i % 3 == 0 else None, "created_at": at, "updated_at": at}
+            for i in range(reminders // 10)
+        ])  # fmt: skip
+        await put(DossierFollow, [
+            {"user_id": 1 + i, "code": f"000.00.00.H00-250101-{i:05d}", "next_poll_at": now, "failures": 0,
+             "created_at": now}
+            for i in range(FOLLOWS)
+        ])  # fmt: skip
+        # votes on answers over the year; a third are 👎, each with its review row (most with a comment)
+        voted = [now - dt.timedelta(seconds=(i * 7907) % year_s) for i in range(feedback)]
+        await put(NluReview, [
+            {"user_id": None, "text": f"[answer_{i % ANSWERS}]" + (f" góp ý {i}" if i % 4 else ""),
+             "intent": f"topic_{i % ANSWERS // 4}", "confidence": 0.0, "ranking": "[]", "reason": "feedback",
+             "created_at": voted[i], "status": "dismissed"}
+            for i in range(0, feedback, 3)
+        ])  # fmt: skip
+        async with unit_of_work(make_sessionmaker(engine)) as s:
+            reviews = list(
+                await s.scalars(select(NluReview.id).where(NluReview.reason == "feedback").order_by(NluReview.id))
+            )
+        await put(Feedback, [
+            {"user_id": 1 + i % USERS, "topic": f"topic_{i % ANSWERS // 4}", "answer": f"answer_{i % ANSWERS}",
+             "offered_at": at, "vote": -1 if i % 3 == 0 else 1, "voted_at": at, "awaiting_comment": False,
+             "review_id": reviews[i // 3] if i % 3 == 0 else None}
+            for i, at in enumerate(voted)
+        ])  # fmt: skip
         for b in range(broadcasts):
             at = now - dt.timedelta(days=b * DAYS // max(1, broadcasts))
             async with unit_of_work(make_sessionmaker(engine)) as s:
-                row = Broadcast(created_by=1, status="done", text="x", total=per_broadcast, created_at=at)
+                # the latest one still sending: its time runs to its last delivery
+                row = Broadcast(created_by=1 + b % 3, status="running" if b == 0 else "done", text="x",
+                                total=per_broadcast, created_at=at, started_at=at,
+                                finished_at=None if b == 0 else at + dt.timedelta(minutes=20))  # fmt: skip
                 s.add(row)
                 await s.flush()
                 bid = row.id
+                s.add(AuditEntry(actor_id=9, action="broadcast.approve", detail=row.audit_detail(), at=at))
             states = ("sent",) * 17 + ("blocked", "unknown", "failed")
             await put(Delivery, [
                 {"broadcast_id": bid, "user_id": None, "chat_id": 0, "lang": "vi", "state": states[i % 20],
-                 "attempts": 1}
+                 "attempts": 1, "sent_at": at + dt.timedelta(milliseconds=40 * i) if i % 20 < 17 else None}
                 for i in range(per_broadcast)
             ])  # fmt: skip
+        await put(AuditEntry, [
+            {"actor_id": 1 + i % 5, "action": "console.signin", "detail": "role=staff",
+             "at": now - dt.timedelta(seconds=(i * 3571) % year_s)}
+            for i in range(AUDITS)
+        ])  # fmt: skip
         await put(NluReview, [
             {"user_id": None, "text": f"tin {i}", "intent": "nlu_fallback", "confidence": 0.2, "ranking": "[]",
              "reason": "fallback", "created_at": now - dt.timedelta(minutes=i), "status": "open"}
@@ -103,11 +150,12 @@ async def run() -> dict[str, float]:
     tickets = int(scale(30_000, 5_000))
     reminders = int(scale(300_000, 50_000))
     broadcasts, per = int(scale(20, 5)), int(scale(25_000, 10_000))
+    feedback = int(scale(100_000, 20_000))
     out: dict[str, float] = {}
     async with database(NAME) as db_url:
         await migrate(db_url)
         started = time.monotonic()
-        rows = await _fill(db_url, tickets, reminders, broadcasts, per)
+        rows = await _fill(db_url, tickets, reminders, broadcasts, per, feedback)
         note(NAME, f"{rows} rows of history in {time.monotonic() - started:.0f} s")
         engine = make_engine(db_url)
         sessions = make_sessionmaker(engine)

@@ -284,16 +284,18 @@ class ConsoleServer:
             periods=PERIODS,
             days=len(dash.days),
             minutes=_minutes,
+            duration=_duration,
         )
 
     async def csv(self, request: web.Request) -> web.Response:
         staff = await self.staff(request)
         if isinstance(staff, web.Response):
             return staff
-        series = request.match_info["series"]
+        # "/csv/feedback" and "/csv/feedback.csv" are the same download
+        series = request.match_info["series"].removesuffix(".csv") + ".csv"
         period = self._period(request)
         async with unit_of_work(self.sessions) as s:
-            dash = await figures.compute(s, period)
+            dash = await figures.compute(s, period, feedback_limit=None if series == "feedback.csv" else 0)
         out = io.StringIO()
         w = csv.writer(out)
         if series == "daily.csv":
@@ -307,6 +309,11 @@ class ConsoleServer:
                     "understood_share",
                     "tickets_opened",
                     "reminders_sent",
+                    "feedback_up",
+                    "feedback_down",
+                    "reminders_snoozed",
+                    "reminders_stopped",
+                    "reminders_cancelled",
                 ]
             )
             for d in dash.days:
@@ -321,6 +328,11 @@ class ConsoleServer:
                         share,
                         d.tickets,
                         d.reminders,
+                        d.feedback_up,
+                        d.feedback_down,
+                        d.reminders_snoozed,
+                        d.reminders_stopped,
+                        d.reminders_cancelled,
                     ]
                 )
         elif series == "intents.csv":
@@ -328,7 +340,8 @@ class ConsoleServer:
             w.writerows(dash.top_intents)
         elif series == "broadcasts.csv":
             states = ("sent", "blocked", "unknown", "failed", "pending", "sending")
-            w.writerow(["id", "status", "created_at", "audience", "total", *states])
+            extra = ("created_by", "approved_by", "started_at", "ended_at", "duration_s")
+            w.writerow(["id", "status", "created_at", "audience", "total", *states, *extra])
             for b in dash.broadcasts:
                 w.writerow(
                     [
@@ -338,8 +351,17 @@ class ConsoleServer:
                         b.audience,
                         b.total,
                         *(b.states.get(k, 0) for k in states),
+                        b.created_by,
+                        "" if b.approved_by is None else b.approved_by,
+                        b.started_at.isoformat() if b.started_at else "",
+                        b.ended_at.isoformat() if b.ended_at else "",
+                        "" if b.duration_s is None else f"{b.duration_s:.0f}",
                     ]
                 )
+        elif series == "feedback.csv":
+            w.writerow(["topic", "answer", "up", "down", "latest_comments"])
+            for f in dash.feedback:
+                w.writerow([f.topic, f.answer, f.up, f.down, " | ".join(f.comments)])
         else:
             raise web.HTTPNotFound()
         name = f"{series[:-4]}_{period.first:%Y%m%d}_{period.last:%Y%m%d}.csv"
@@ -488,6 +510,15 @@ def _minutes(seconds: float | None) -> str:
         return "—"
     minutes = seconds / 60
     return f"{minutes:.0f} phút" if minutes < 90 else f"{minutes / 60:.1f} giờ"
+
+
+def _duration(seconds: float | None) -> str:
+    """A broadcast's sending time: seconds matter for a small audience, hours for the whole province."""
+    if seconds is None:
+        return "—"
+    if seconds < 90:
+        return f"{seconds:.0f} giây"
+    return _minutes(seconds)
 
 
 __all__ = ["ConsoleConfigError", "ConsoleServer"]

@@ -1,6 +1,7 @@
 """Plausible history for the local sandbox's database, so the staff console (and /stats) has something to show:
-a few weeks of message counts, handover tickets answered by staff, reminders sent, two broadcasts and a review
-queue. Everything is made up here; no row names a real person.
+a few weeks of message counts, handover tickets answered by staff (some opened in the evening), reminders sent,
+snoozed and stopped, 👍/👎 on answers with comments, followed dossiers, two broadcasts and a review queue.
+Everything is made up here; no row names a real person.
 
 Usage (repo root, after the bot has created the schema):
   python -m sandbox.history [--days 30] [--database-url URL]   (default: the sandbox's var/sandbox.db)
@@ -16,14 +17,16 @@ import random
 import sys
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.settings import ROOT
 from store.db import make_engine, make_sessionmaker, unit_of_work
 from store.models import NluReview, User
-from store.models_handover import CLOSED, MessageCount, Ticket, TicketMessage
+from store.models_dossier import DossierFollow
+from store.models_handover import CLOSED, Feedback, MessageCount, Ticket, TicketMessage
 from store.models_news import DONE, Broadcast, Delivery
-from store.models_reminders import SENT, SOURCE_CITIZEN, Reminder
+from store.models_reminders import CANCELLED, SENT, SOURCE_CITIZEN, STOPPED, Reminder
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 FIRST_USER = 2_000_001  # far from the sandbox's simulated citizens (1001-1010)
@@ -44,6 +47,21 @@ REVIEW = [  # what citizens type that the model is unsure of: already in the red
     ("xin chao ad", "greet", 0.34, "fallback"),
 ]
 
+FEEDBACK = [  # topic, answer key, share of 👍
+    ("proc:cccd_renew", "procedures.cccd_renew.fee", 0.45),
+    ("proc:cccd_renew", "procedures.cccd_renew.where", 0.8),
+    ("guide:eid_activate", "guides.eid_activate.done", 0.7),
+    ("eid_info", "eid.info", 0.85),
+    ("status", "status:3", 0.6),
+]
+COMMENTS = {  # what a citizen answers to "what was missing?", already redacted
+    "procedures.cccd_renew.fee": ["lệ phí khác với ở bộ phận một cửa", "không nói nộp trực tuyến có rẻ hơn không"],
+    "procedures.cccd_renew.where": ["xã tôi sáp nhập rồi, giờ nộp ở đâu"],
+    "guides.eid_activate.done": ["làm tới bước quét chip thì lỗi", "máy cũ không có NFC thì sao"],
+    "eid.info": ["muốn biết mức 2 khác mức 1 chỗ nào"],
+    "status:3": ["hồ sơ trễ hẹn mà không báo lý do"],
+}
+
 
 async def _add_counts(s: AsyncSession, day: dt.date, intent: str, handled: int, fallbacks: int) -> None:
     row = await s.get(MessageCount, (day, intent))
@@ -57,6 +75,7 @@ async def _add_counts(s: AsyncSession, day: dt.date, intent: str, handled: int, 
 async def generate(db_url: str, days: int = 30, now: dt.datetime | None = None, seed: int = 6) -> dict[str, int]:
     """Write `days` days of history ending today; returns how many rows of each kind were added."""
     rnd = random.Random(seed)  # noqa: S311 - made-up history, not a secret: the same seed gives the same rows
+    extra = random.Random(seed + 1)  # noqa: S311 - its own stream, so the older figures stay as they were
     now = now or dt.datetime.now(dt.UTC)
     today = now.astimezone(TZ).date()
     made = {"messages": 0, "tickets": 0, "reminders": 0, "deliveries": 0, "review": 0}
@@ -92,24 +111,76 @@ async def generate(db_url: str, days: int = 30, now: dt.datetime | None = None, 
                     s.add(TicketMessage(ticket_id=t.id, direction="post", chat_id=-1, message_id=t.id, at=opened))
                     s.add(TicketMessage(ticket_id=t.id, direction="staff", chat_id=-1, message_id=-t.id, at=answered))
                     made["tickets"] += 1
+                if busy == 1.0 and extra.random() < 0.3:  # an evening request, answered the next morning
+                    opened = dt.datetime.combine(day, dt.time(extra.randint(18, 21), extra.randint(0, 59)), TZ)
+                    answered = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(7, 40), TZ)
+                    if answered <= now:
+                        t = Ticket(user_id=extra.choice(users), status=CLOSED, origin="menu", opened_in_hours=False,
+                                   created_at=opened, posted_at=opened, taken_at=answered,
+                                   closed_at=answered + dt.timedelta(minutes=15), close_reason="staff")  # fmt: skip
+                        s.add(t)
+                        await s.flush()
+                        s.add(TicketMessage(ticket_id=t.id, direction="post", chat_id=-1, message_id=t.id, at=opened))
+                        s.add(TicketMessage(ticket_id=t.id, direction="staff", chat_id=-1, message_id=-t.id,
+                                            at=answered))  # fmt: skip
+                        made["tickets"] += 1
                 for k in range(rnd.randint(0, 6)):
                     at = dt.datetime.combine(day, dt.time(7 + k * 2, 0), TZ).astimezone(dt.UTC)
                     if at > now:
                         continue
-                    s.add(Reminder(user_id=rnd.choice(users), source=SOURCE_CITIZEN, kind="custom",
-                                   task="nộp hồ sơ", remind_at=at, due_at=at, sent_at=at, state=SENT,
-                                   group_key=f"history:{day}:{k}", created_at=at, updated_at=at))  # fmt: skip
+                    sent = Reminder(user_id=rnd.choice(users), source=SOURCE_CITIZEN, kind="custom",
+                                    task="nộp hồ sơ", remind_at=at, due_at=at, sent_at=at, state=SENT,
+                                    group_key=f"history:{day}:{k}", created_at=at, updated_at=at)  # fmt: skip
+                    s.add(sent)
                     made["reminders"] += 1
+                    outcome = extra.random()
+                    if outcome < 0.15:  # "remind me later": a repeat an hour on, sent too
+                        await s.flush()
+                        later = at + dt.timedelta(hours=1)
+                        if later <= now:
+                            s.add(Reminder(user_id=sent.user_id, source=SOURCE_CITIZEN, kind="custom", task=sent.task,
+                                           remind_at=later, due_at=later, sent_at=later, state=SENT,
+                                           group_key=sent.group_key, dedupe_key=f"next:{sent.id}", parent_id=sent.id,
+                                           created_at=at, updated_at=later))  # fmt: skip
+                            made["reminders"] += 1
+                    elif outcome < 0.25:  # the next one of the series, stopped or cancelled before it was due
+                        s.add(Reminder(user_id=sent.user_id, source=SOURCE_CITIZEN, kind="custom", task=sent.task,
+                                       remind_at=at + dt.timedelta(days=7), due_at=at + dt.timedelta(days=7),
+                                       state=STOPPED if outcome < 0.2 else CANCELLED, group_key=sent.group_key,
+                                       created_at=at, updated_at=at))  # fmt: skip
+                for k in range(extra.randint(0, 5) if busy == 1.0 else 1):
+                    topic, answer, liked = extra.choice(FEEDBACK)
+                    at = dt.datetime.combine(day, dt.time(9 + k, extra.randint(0, 59)), TZ).astimezone(dt.UTC)
+                    if at > now:
+                        continue
+                    vote = 1 if extra.random() < liked else -1
+                    review_id = None
+                    if vote == -1:  # the comment lives in the review row; a maintainer has already looked at it
+                        comment = extra.choice(COMMENTS[answer] + [""])
+                        row = NluReview(user_id=extra.choice(users), text=f"[{answer}] {comment}".strip(),
+                                        intent=topic, confidence=0.0, ranking="[]", reason="feedback",
+                                        created_at=at, status="dismissed")  # fmt: skip
+                        s.add(row)
+                        await s.flush()
+                        review_id = row.id
+                    s.add(Feedback(user_id=extra.choice(users), topic=topic, answer=answer, offered_at=at, vote=vote,
+                                   voted_at=at, review_id=review_id))  # fmt: skip
             for back, topic in ((min(days - 1, 12), "eid"), (min(days - 1, 3), "")):
                 at = now - dt.timedelta(days=back, hours=2)
                 b = Broadcast(created_by=0, status=DONE, text="Lịch cấp căn cước lưu động", topics=topic,
-                              total=USERS, created_at=at, started_at=at, finished_at=at)  # fmt: skip
+                              total=USERS, created_at=at, started_at=at,
+                              finished_at=at + dt.timedelta(seconds=USERS * 2))  # fmt: skip
                 s.add(b)
                 await s.flush()
                 for i, uid in enumerate(users):
                     state = "blocked" if i % 13 == 5 else ("unknown" if i == 7 else "sent")
                     s.add(Delivery(broadcast_id=b.id, user_id=uid, chat_id=uid, state=state, attempts=1))
                     made["deliveries"] += 1
+            for i, uid in enumerate(users[:6]):
+                code = f"000.00.00.H00-{today:%y%m%d}-{i:04d}"
+                if await s.scalar(select(DossierFollow.id).where(DossierFollow.user_id == uid)) is None:
+                    # not polled while the sandbox runs: the portal emulator does not know these codes
+                    s.add(DossierFollow(user_id=uid, code=code, next_poll_at=now + dt.timedelta(days=365)))
             for i, (text, intent, conf, reason) in enumerate(REVIEW):
                 runner = rnd.choice([x for x in INTENTS if x != intent])
                 ranking = [["nlu_fallback", conf]] if reason == "fallback" else []

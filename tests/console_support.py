@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import re
 import socket
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -15,14 +16,56 @@ from bot.app import Runtime
 from sandbox.telegram.client import SimUser
 from store.db import unit_of_work
 from store.models import NluReview, User
-from store.models_handover import CLOSED, MessageCount, Ticket, TicketMessage
+from store.models_dossier import DossierFollow
+from store.models_handover import CLOSED, Feedback, MessageCount, Ticket, TicketMessage
 from store.models_news import Broadcast, Delivery
-from store.models_reminders import SENT, Reminder
+from store.models_reminders import CANCELLED, SENT, STOPPED, Reminder
 from store.models_staff import StaffMember
 from tests.conftest import BotRunner
 
 SECRET = "console-test-secret-" + "x" * 32
 ADMIN_ID = 7701
+
+
+class _Table(HTMLParser):
+    """The cells' text of one <table id=...>, row by row, as the page shows them (tags inside a cell become
+    spaces)."""
+
+    def __init__(self, table_id: str) -> None:
+        super().__init__()
+        self.table_id = table_id
+        self.depth = 0  # > 0 inside the table
+        self.rows: list[list[str]] = []
+        self.cell: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "table" and (self.depth or ("id", self.table_id) in attrs):
+            self.depth += 1
+        elif self.depth and tag == "tr":
+            self.rows.append([])
+        elif self.depth and tag in ("td", "th"):
+            self.cell = []
+        elif self.cell is not None:
+            self.cell.append(" ")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "table" and self.depth:
+            self.depth -= 1
+        elif self.depth and tag in ("td", "th") and self.cell is not None:
+            self.rows[-1].append(" ".join("".join(self.cell).split()))
+            self.cell = None
+        elif self.cell is not None:
+            self.cell.append(" ")
+
+    def handle_data(self, data: str) -> None:
+        if self.cell is not None:
+            self.cell.append(data)
+
+
+def table(html: str, table_id: str) -> list[list[str]]:
+    parser = _Table(table_id)
+    parser.feed(html)
+    return parser.rows
 
 
 def free_port() -> int:
@@ -116,17 +159,52 @@ async def seed_activity(runtime: Runtime, now: dt.datetime, days: int = 30) -> N
             s.add(MessageCount(day=day, intent="", handled=3 + (i * 7) % 9, fallbacks=3 + (i * 7) % 9))
         for j in range(12):
             opened = now - dt.timedelta(days=j * 2, hours=j)
-            t = Ticket(user_id=7900 + j, status=CLOSED, created_at=opened, posted_at=opened, closed_at=opened)
+            t = Ticket(user_id=7900 + j, status=CLOSED, created_at=opened, posted_at=opened, closed_at=opened,
+                       opened_in_hours=j % 3 != 2)  # fmt: skip
             s.add(t)
             await s.flush()
             s.add(TicketMessage(ticket_id=t.id, direction="staff", chat_id=1, message_id=j,
                                 at=opened + dt.timedelta(minutes=3 + (j * 13) % 40)))  # fmt: skip
         for j in range(40):
             at = now - dt.timedelta(hours=5 * j + 1)
-            s.add(Reminder(user_id=7900 + j % 12, source="citizen", kind="custom", remind_at=at, due_at=at,
-                           sent_at=at, state=SENT, group_key=f"g{j}"))  # fmt: skip
-        b = Broadcast(created_by=ADMIN_ID, status="done", text="Lịch cấp CCCD lưu động", total=12,
-                      created_at=now - dt.timedelta(days=3), started_at=now - dt.timedelta(days=3))  # fmt: skip
+            sent = Reminder(user_id=7900 + j % 12, source="citizen", kind="custom", remind_at=at, due_at=at,
+                            sent_at=at, state=SENT, group_key=f"g{j}")  # fmt: skip
+            s.add(sent)
+            if j % 4 == 0:  # snoozed: a repeat of the sent one, due after the test (the dispatcher runs)
+                await s.flush()
+                later = now + dt.timedelta(days=1, hours=j)
+                s.add(Reminder(user_id=sent.user_id, source="citizen", kind="custom", remind_at=later, due_at=later,
+                               group_key=f"g{j}", parent_id=sent.id, created_at=at, updated_at=at))  # fmt: skip
+            elif j % 7 == 3:
+                s.add(Reminder(user_id=sent.user_id, source="citizen", kind="custom", remind_at=at, due_at=at,
+                               state=STOPPED if j % 2 else CANCELLED, group_key=f"s{j}", created_at=at,
+                               updated_at=at))  # fmt: skip
+        for j in range(3):
+            s.add(DossierFollow(user_id=7900 + j, code=f"000.00.00.H00-250101-000{j}", next_poll_at=now))
+        # 👍/👎 on three answers; a 👎's comment is kept in its review row, already decided here so the review
+        # queue holds only seed_review's messages
+        for j, (topic, answer, vote, comment) in enumerate([
+            ("proc:cccd_renew", "procedures.cccd_renew.fee", -1, "lệ phí trên trang khác với ở bộ phận một cửa"),
+            ("proc:cccd_renew", "procedures.cccd_renew.fee", -1, "không nói có nộp trực tuyến được không"),
+            ("proc:cccd_renew", "procedures.cccd_renew.fee", 1, None),
+            ("guide:eid_activate", "guides.eid_activate.done", 1, None),
+            ("guide:eid_activate", "guides.eid_activate.done", -1, None),
+            ("guide:eid_activate", "guides.eid_activate.done", 1, None),
+            ("eid_info", "eid.info", 1, None),
+        ]):  # fmt: skip
+            at = now - dt.timedelta(days=j, hours=2)
+            review_id = None
+            if comment is not None:
+                row = NluReview(user_id=7900 + j, text=f"[{answer}] {comment}", intent=topic, confidence=0.0,
+                                ranking="[]", reason="feedback", created_at=at, status="dismissed")  # fmt: skip
+                s.add(row)
+                await s.flush()
+                review_id = row.id
+            s.add(Feedback(user_id=7900 + j, topic=topic, answer=answer, offered_at=at, vote=vote, voted_at=at,
+                           review_id=review_id))  # fmt: skip
+        started = now - dt.timedelta(days=3)
+        b = Broadcast(created_by=ADMIN_ID, status="done", text="Lịch cấp CCCD lưu động", total=12, created_at=started,
+                      started_at=started, finished_at=started + dt.timedelta(minutes=2))  # fmt: skip
         s.add(b)
         await s.flush()
         for j in range(12):

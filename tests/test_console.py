@@ -4,6 +4,7 @@ the CSRF token are refused; the dashboard's figures and CSVs are the database's;
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import shutil
 from collections.abc import Iterator
@@ -29,11 +30,13 @@ from sandbox.telegram.client import SandboxClient
 from store.db import make_engine, make_sessionmaker, migrate, unit_of_work
 from store.models import NluReview, User
 from store.models_console import ConsoleLink
-from store.models_handover import CLOSED, WAITING, MessageCount, Ticket, TicketMessage
+from store.models_dossier import DossierFollow
+from store.models_handover import CLOSED, WAITING, Feedback, MessageCount, Ticket, TicketMessage
 from store.models_news import Broadcast, Delivery
+from store.models_reminders import CANCELLED, PENDING, SENT, STOPPED, Reminder
 from store.models_staff import AuditEntry, StaffMember
 from tests.conftest import RASA_TOKEN, BotRunner
-from tests.console_support import ADMIN_ID, SECRET, ask_link, make_staff, seed_review, start_console_bot
+from tests.console_support import ADMIN_ID, SECRET, ask_link, make_staff, seed_review, start_console_bot, table
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 
@@ -182,10 +185,12 @@ async def test_dashboard_figures_are_the_database_s(
         # opened earlier today in the province's time, whatever the hour the test runs at (a ticket 300 minutes
         # ago at 01:00 there would be yesterday's)
         since_midnight = now - dt.datetime.combine(today, dt.time(), tzinfo=TZ)
-        for uid, minutes_ago, answer_after in [(7801, 300, 4), (7802, 200, 20), (7803, 100, None)]:
+        for uid, minutes_ago, answer_after, in_hours in [
+            (7801, 300, 4, True), (7802, 200, 20, False), (7803, 100, None, True),
+        ]:  # fmt: skip
             opened = now - min(dt.timedelta(minutes=minutes_ago), since_midnight * (minutes_ago / 400))
             t = Ticket(
-                user_id=uid, open_user_id=uid if answer_after is None else None,
+                user_id=uid, open_user_id=uid if answer_after is None else None, opened_in_hours=in_hours,
                 status=WAITING if answer_after is None else CLOSED, created_at=opened, posted_at=opened,
             )  # fmt: skip
             s.add(t)
@@ -195,8 +200,15 @@ async def test_dashboard_figures_are_the_database_s(
                 for k, direction in enumerate(("post", "staff", "staff")):
                     at = opened + dt.timedelta(minutes=answer_after + 5 * (k - 1)) if direction == "staff" else opened
                     s.add(TicketMessage(ticket_id=t.id, direction=direction, chat_id=1, message_id=k, at=at))
-        b = Broadcast(created_by=ADMIN_ID, status="done", text="x", total=4, created_at=now - dt.timedelta(hours=1))
-        s.add(b)
+        b = Broadcast(
+            created_by=ADMIN_ID, status="done", text="x", total=4, created_at=now - dt.timedelta(hours=1),
+            started_at=now - dt.timedelta(minutes=55), finished_at=now - dt.timedelta(minutes=50),
+        )  # fmt: skip
+        # still sending, composed before `b`: its time so far runs to its last delivery
+        started = now - dt.timedelta(minutes=10)
+        running = Broadcast(created_by=7705, status="running", text="y", total=3,
+                            created_at=now - dt.timedelta(hours=2), started_at=started)  # fmt: skip
+        s.add_all([b, running])
         await s.flush()
         deliveries: list[tuple[int | None, str]] = [
             (7801, "sent"),
@@ -206,6 +218,69 @@ async def test_dashboard_figures_are_the_database_s(
         ]
         for recipient, state in deliveries:
             s.add(Delivery(broadcast_id=b.id, user_id=recipient, chat_id=recipient or 0, state=state))
+        for recipient, seconds in ((7801, 20), (7802, 45), (7803, None)):
+            sent = None if seconds is None else started + dt.timedelta(seconds=seconds)
+            s.add(Delivery(broadcast_id=running.id, user_id=recipient, chat_id=recipient,
+                           state="pending" if sent is None else "sent", sent_at=sent))  # fmt: skip
+        # the second staff member who approved `b` (a large audience), and an approval of another broadcast
+        s.add(AuditEntry(actor_id=7704, action="broadcast.approve", detail=b.audit_detail(),
+                         at=now - dt.timedelta(minutes=58)))  # fmt: skip
+        s.add(AuditEntry(actor_id=7706, action="broadcast.approve", detail=f"#{b.id}0 area=province topics=*",
+                         at=now - dt.timedelta(minutes=57)))  # fmt: skip
+
+        # 👍/👎 today (earlier today in the province's time) and one 40 days ago; comments live in the 👎's review
+        # row, "[<answer>] <text>", and "[<answer>]" alone when the citizen skipped the question
+        fee, guide = (
+            ("proc:cccd_renew", "procedures.cccd_renew.fee"),
+            ("guide:eid_activate", "guides.eid_activate.done"),
+        )
+        votes: list[tuple[tuple[str, str], int | None, str | None, float]] = [
+            (fee, -1, "phí ghi sai", 0.9),
+            (fee, -1, "không nói nộp ở đâu", 0.7),
+            (fee, -1, None, 0.6),  # skipped the question
+            (fee, -1, "thiếu lệ phí nộp trực tuyến", 0.5),
+            (fee, -1, "số tiền cũ rồi", 0.3),  # the latest three are shown
+            (fee, 1, None, 0.2),
+            (guide, 1, None, 0.8),
+            (guide, 1, None, 0.4),
+            (guide, -1, None, 0.35),  # a citizen who said no to the review queue: no review row at all
+            (("eid_info", "eid.info"), 1, None, 0.1),
+            (("eid_info", "eid.info"), None, None, 0.05),  # offered, never voted
+        ]
+        for k, ((topic, answer), vote, comment, back) in enumerate(votes):
+            at = now - since_midnight * back
+            review_id = None
+            if vote == -1 and topic == fee[0]:
+                text = f"[{answer}]" + (f" {comment}" if comment else "")
+                row = NluReview(user_id=7801, text=text, intent=topic, confidence=0.0, ranking="[]",
+                                reason="feedback", created_at=at)  # fmt: skip
+                s.add(row)
+                await s.flush()
+                review_id = row.id
+            s.add(Feedback(user_id=7801 + k % 3, topic=topic, answer=answer, offered_at=at, vote=vote,
+                           voted_at=at if vote else None, review_id=review_id))  # fmt: skip
+        long_ago = now - dt.timedelta(days=40)
+        s.add(Feedback(user_id=7802, topic="eid_info", answer="eid.info", offered_at=long_ago, vote=-1,
+                       voted_at=long_ago))  # fmt: skip
+
+        # reminders: one sent and snoozed today, one stopped and two cancelled today; older ones outside the period
+        earlier = now - since_midnight * 0.5
+        sent_one = Reminder(user_id=7801, source="citizen", kind="custom", remind_at=earlier, due_at=earlier,
+                            sent_at=earlier, state=SENT, group_key="g1")  # fmt: skip
+        s.add(sent_one)
+        await s.flush()
+        for uid, state, at, parent in [
+            (7801, PENDING, earlier, sent_one.id),  # "remind me later" on the sent one
+            (7802, STOPPED, earlier, None),
+            (7802, CANCELLED, earlier, None),
+            (7803, CANCELLED, earlier, None),
+            (7803, STOPPED, long_ago, None),
+            (7803, PENDING, long_ago, sent_one.id),
+        ]:
+            s.add(Reminder(user_id=uid, source="citizen", kind="custom", remind_at=at, due_at=at, state=state,
+                           group_key=f"g{uid}", parent_id=parent, created_at=at, updated_at=at))  # fmt: skip
+        for uid, code in ((7801, "000.00.00.H00-250101-0001"), (7802, "000.00.00.H00-250101-0002")):
+            s.add(DossierFollow(user_id=uid, code=code, next_poll_at=now))
     link, _ = await ask_link(admin)
     assert link is not None
     async with client() as http:
@@ -218,19 +293,55 @@ async def test_dashboard_figures_are_the_database_s(
         async with http.get(f"{base}/csv/intents.csv?days=30") as r:
             intents = (await r.text()).splitlines()
         async with http.get(f"{base}/csv/broadcasts.csv?days=30") as r:
-            casts = (await r.text()).splitlines()
+            casts = list(csv.reader((await r.text()).splitlines()))
+        async with http.get(f"{base}/csv/feedback?days=30") as r:
+            assert r.headers["Content-Disposition"].startswith('attachment; filename="feedback_')
+            feedback = list(csv.reader((await r.text()).splitlines()))
     assert len(daily) == 31 and daily[0].startswith("day,messages,fallbacks,handover_asked,understood")
-    # today: 10 messages, 3 not understood, 1 asking for a person: 6 understood
-    assert daily[-1] == f"{today.isoformat()},10,3,1,6,0.6000,3,0"
-    assert daily[-3] == f"{(today - dt.timedelta(days=2)).isoformat()},4,0,0,4,1.0000,0,0"
+    assert daily[0].endswith(",feedback_up,feedback_down,reminders_snoozed,reminders_stopped,reminders_cancelled")
+    # today: 10 messages, 3 not understood, 1 asking for a person: 6 understood; 4 👍, 6 👎; 1 reminder sent,
+    # 1 snoozed, 1 stopped, 2 cancelled
+    assert daily[-1] == f"{today.isoformat()},10,3,1,6,0.6000,3,1,4,6,1,1,2"
+    assert daily[-3] == f"{(today - dt.timedelta(days=2)).isoformat()},4,0,0,4,1.0000,0,0,0,0,0,0,0"
     assert intents == ["intent,messages", "eid_activate,6", "procedure_info,4", "human_handover,1"]
-    assert casts[1].split(",")[0] == str(b.id) and casts[1].endswith(",4,2,1,1,0,0,0")
+    assert casts[0][-5:] == ["created_by", "approved_by", "started_at", "ended_at", "duration_s"]
+    assert casts[1][0] == str(b.id) and casts[1][4:11] == ["4", "2", "1", "1", "0", "0", "0"]
+    assert casts[1][11:13] == [str(ADMIN_ID), "7704"] and casts[1][-1] == "300"
+    assert casts[2][0] == str(running.id) and casts[2][11:13] == ["7705", ""] and casts[2][-1] == "45"
+    assert feedback == [
+        ["topic", "answer", "up", "down", "latest_comments"],
+        [*fee, "1", "5", "số tiền cũ rồi | thiếu lệ phí nộp trực tuyến | không nói nộp ở đâu"],
+        [*guide, "2", "1", ""],
+        ["eid_info", "eid.info", "1", "0", ""],
+    ]
     assert '<div class="kpi" id="kpi-messages"><b>14</b>' in html
     assert '<div class="kpi" id="kpi-understood"><b>71%</b>' in html  # 10 of 14
     assert '<div class="kpi" id="kpi-open"><b>1</b>' in html
     # waits to the first staff answer: 4 and 20 minutes -> median 12, p90 (nearest rank) 20
     assert "<b>12 phút</b>" in html and "p90 20 phút" in html
     assert html.count('<rect class="bar"') == 4 * 30  # four charts, one bar per day
+    # split by office hours: the 4-minute wait and the unanswered ticket in hours, the 20-minute one outside
+    assert table(html, "handover") == [
+        ["", "Tất cả", "Trong giờ", "Ngoài giờ"],
+        ["Yêu cầu mở trong khoảng", "3", "2", "1"],
+        ["Đã có cán bộ trả lời", "2", "1", "1"],
+        ["Chưa có câu trả lời", "1", "1", "0"],
+        ["Chờ tới câu trả lời đầu tiên, trung vị", "12 phút", "4 phút", "20 phút"],
+        ["Chờ tới câu trả lời đầu tiên, p90", "20 phút", "4 phút", "20 phút"],
+        ["Đang mở lúc này", "1", ""],
+    ]
+    assert [row[-1] for row in table(html, "reminders")] == ["1", "1", "1", "2", "2"]
+    rows = table(html, "feedback")
+    assert [row[1:] for row in rows] == [["Hữu ích 👍", "Chưa tốt 👎"], ["1", "5"], ["2", "1"], ["1", "0"]]
+    assert rows[1][0] == (
+        "procedures.cccd_renew.fee proc:cccd_renew số tiền cũ rồi thiếu lệ phí nộp trực tuyến không nói nộp ở đâu"
+    )
+    assert rows[2][0] == "guides.eid_activate.done guide:eid_activate" and rows[3][0] == "eid.info eid_info"
+    assert "hữu ích 👍 4 · chưa tốt 👎 6 trong khoảng" in html and 'href="/csv/feedback.csv?days=30"' in html
+    cast_rows = table(html, "broadcasts")
+    assert cast_rows[0][4:6] == ["Người gửi", "Thời gian gửi"]
+    assert cast_rows[1][0] == str(b.id) and cast_rows[1][4:6] == [f"#{ADMIN_ID} duyệt: #7704", "5 phút"]
+    assert cast_rows[2][0] == str(running.id) and cast_rows[2][4:6] == ["#7705", "45 giây (đang gửi)"]
 
 
 async def test_labels_are_exported_as_rasa_yaml(
@@ -443,6 +554,11 @@ async def test_sandbox_history_gives_the_dashboard_something_to_show(tmp_path: P
     assert sum(d.reminders for d in dash.days) == made["reminders"] > 0
     assert len(dash.broadcasts) == 2 and sum(sum(b.states.values()) for b in dash.broadcasts) == made["deliveries"]
     assert len(queue) == made["review"] == 8 and all(item.top for item in queue)
+    assert dash.by_hours[True].waits_s and dash.by_hours[False].waits_s  # evening tickets, answered next morning
+    assert dash.total("reminders_snoozed") > 0 and dash.total("reminders_stopped") > 0
+    assert dash.dossiers_followed == 6
+    assert dash.feedback and any(f.comments for f in dash.feedback)
+    assert all(b.duration_s == 80 for b in dash.broadcasts)
 
 
 async def test_queue_depths_count_what_waits(db_url: str) -> None:
