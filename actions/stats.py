@@ -12,10 +12,12 @@ from sqlalchemy import bindparam, case, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from actions.base import Capability, Context
+from actions.lang import detect
 from actions.staff import is_staff, refused
 from actions.types import Incoming, Reply
+from core.text import has_diacritics
 from store.models import User
-from store.models_handover import CLOSED, Feedback, MessageCount, Ticket
+from store.models_handover import CLOSED, Feedback, MessageCount, StyleCount, Ticket
 
 log = structlog.get_logger(__name__)
 
@@ -33,16 +35,36 @@ _COUNT_UPSERT = text(
 ).bindparams(bindparam("day", type_=MessageCount.__table__.c.day.type))
 
 
-async def count_message(session: AsyncSession, day: dt.date, understood: bool, intent: str | None) -> None:
-    """Count one handled message for `day` (the local date). The router calls it once per text message.
+_STYLE_UPSERT = text(
+    "INSERT INTO message_style_counts (day, style, handled, fallbacks) VALUES (:day, :style, 1, :fallbacks) "
+    "ON CONFLICT (day, style) DO UPDATE SET handled = message_style_counts.handled + 1, "
+    "fallbacks = message_style_counts.fallbacks + excluded.fallbacks"
+).bindparams(bindparam("day", type_=StyleCount.__table__.c.day.type))
+STYLES = ("vi_accented", "vi_plain", "en")  # the field set's three styles (docs/nlu.md)
+
+
+def writing_style(text: str) -> str:
+    """How a message is written: Vietnamese with diacritics, English, or Vietnamese without them (teencode too)."""
+    if has_diacritics(text):
+        return "vi_accented"
+    return "en" if detect(text) == "en" else "vi_plain"
+
+
+async def count_message(
+    session: AsyncSession, day: dt.date, understood: bool, intent: str | None, style: str | None = None
+) -> None:
+    """Count one handled message for `day` (the local date), and for its style of writing when given. The router
+    calls it once per text message.
 
     Not-understood messages are counted under intent "" whatever the NLU guessed, so the top intents only
-    show what the assistant acted on. An atomic upsert, so concurrent updates and replicas never lose a count.
+    show what the assistant acted on. Atomic upserts, so concurrent updates and replicas never lose a count.
     """
     key = (intent or "")[:64] if understood else ""
     fallback = 0 if understood else 1
     if session.get_bind().dialect.name in ("postgresql", "sqlite"):
         await session.execute(_COUNT_UPSERT, {"day": day, "intent": key, "fallbacks": fallback})
+        if style is not None:
+            await session.execute(_STYLE_UPSERT, {"day": day, "style": style, "fallbacks": fallback})
         return
     row = await session.get(MessageCount, (day, key), with_for_update=True)
     if row is None:
@@ -50,6 +72,14 @@ async def count_message(session: AsyncSession, day: dt.date, understood: bool, i
     else:
         row.handled += 1
         row.fallbacks += fallback
+    if style is None:
+        return
+    by_style = await session.get(StyleCount, (day, style), with_for_update=True)
+    if by_style is None:
+        session.add(StyleCount(day=day, style=style, handled=1, fallbacks=fallback))
+    else:
+        by_style.handled += 1
+        by_style.fallbacks += fallback
 
 
 @dataclass
@@ -166,7 +196,8 @@ class StatsCapability(Capability):
     async def observe(self, inc: Incoming, ctx: Context, intent: str | None) -> None:
         """The router's report on each typed message: counted by local day, understood or not."""
         day = ctx.now.astimezone(ZoneInfo(ctx.settings.timezone)).date()
-        await count_message(ctx.session, day, intent is not None, intent)
+        style = writing_style(inc.text) if inc.text else None
+        await count_message(ctx.session, day, intent is not None, intent, style)
 
     async def on_command(self, name: str, args: str, inc: Incoming, ctx: Context) -> list[Reply]:
         if not await is_staff(ctx):

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.models import NluReview
 from store.models_dossier import DossierFollow
-from store.models_handover import CLOSED, Feedback, MessageCount, Ticket, TicketMessage
+from store.models_handover import CLOSED, Feedback, MessageCount, StyleCount, Ticket, TicketMessage
 from store.models_news import DRAFT, Broadcast, Delivery
 from store.models_reminders import CANCELLED, STOPPED, Reminder
 from store.models_staff import AuditEntry
@@ -163,6 +163,8 @@ class Dashboard:
     by_hours: dict[bool, Waits] = field(default_factory=lambda: {True: Waits(), False: Waits()})
     feedback: list[FeedbackRow] = field(default_factory=list)
     dossiers_followed: int = 0  # now, not over the period
+    # style of writing (actions/stats.py STYLES) -> (messages, not understood) over the period
+    styles: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def messages(self) -> int:
@@ -211,6 +213,13 @@ async def compute(session: AsyncSession, period: Period, *, feedback_limit: int 
     )
     top_intents = [(str(i), int(n)) for i, n in top.all()]
 
+    by_style = await session.execute(
+        select(StyleCount.style, func.sum(StyleCount.handled), func.sum(StyleCount.fallbacks))
+        .where(StyleCount.day >= period.first, StyleCount.day <= period.last)
+        .group_by(StyleCount.style)
+    )
+    styles = {str(st): (int(n or 0), int(f or 0)) for st, n, f in by_style.all()}
+
     opened_day = local_day(Ticket.created_at, dialect, period)
     in_period = (Ticket.created_at >= period.since, Ticket.created_at < period.until)
     for day, n in (
@@ -228,7 +237,7 @@ async def compute(session: AsyncSession, period: Period, *, feedback_limit: int 
         .scalar_subquery()
     )
     waits = await session.execute(select(Ticket.created_at, Ticket.opened_in_hours, first_answer).where(*in_period))
-    dash = Dashboard(period, list(days.values()), top_intents)
+    dash = Dashboard(period, list(days.values()), top_intents, styles=styles)
     for created, in_hours, first in waits.all():
         part = dash.by_hours[bool(in_hours)]
         if first is None:

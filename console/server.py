@@ -338,6 +338,9 @@ class ConsoleServer:
         elif series == "intents.csv":
             w.writerow(["intent", "messages"])
             w.writerows(dash.top_intents)
+        elif series == "styles.csv":
+            w.writerow(["style", "messages", "not_understood"])
+            w.writerows((style, *counts) for style, counts in sorted(dash.styles.items()))
         elif series == "broadcasts.csv":
             states = ("sent", "blocked", "unknown", "failed", "pending", "sending")
             extra = ("created_by", "approved_by", "started_at", "ended_at", "duration_s")

@@ -24,7 +24,7 @@ from core.settings import ROOT
 from store.db import make_engine, make_sessionmaker, unit_of_work
 from store.models import NluReview, User
 from store.models_dossier import DossierFollow
-from store.models_handover import CLOSED, Feedback, MessageCount, Ticket, TicketMessage
+from store.models_handover import CLOSED, Feedback, MessageCount, StyleCount, Ticket, TicketMessage
 from store.models_news import DONE, Broadcast, Delivery
 from store.models_reminders import CANCELLED, SENT, SOURCE_CITIZEN, STOPPED, Reminder
 
@@ -72,6 +72,26 @@ async def _add_counts(s: AsyncSession, day: dt.date, intent: str, handled: int, 
         row.fallbacks += fallbacks
 
 
+# (style, share of the day's messages, share of its fallbacks): unaccented and teencode messages fall back most
+STYLE_MIX = (("vi_accented", 0.45, 0.30), ("vi_plain", 0.40, 0.50), ("en", 0.15, 0.20))
+
+
+async def _add_styles(s: AsyncSession, day: dt.date, messages: int, fallbacks: int) -> None:
+    """The day's messages split by style of writing (deterministic shares, so no random stream shifts)."""
+    left_n, left_f = messages, fallbacks
+    for i, (style, share, lost_share) in enumerate(STYLE_MIX):
+        last = i == len(STYLE_MIX) - 1
+        n = left_n if last else round(messages * share)
+        f = left_f if last else min(n, round(fallbacks * lost_share))
+        left_n, left_f = left_n - n, left_f - f
+        row = await s.get(StyleCount, (day, style))
+        if row is None:
+            s.add(StyleCount(day=day, style=style, handled=n, fallbacks=f))
+        else:
+            row.handled += n
+            row.fallbacks += f
+
+
 async def generate(db_url: str, days: int = 30, now: dt.datetime | None = None, seed: int = 6) -> dict[str, int]:
     """Write `days` days of history ending today; returns how many rows of each kind were added."""
     rnd = random.Random(seed)  # noqa: S311 - made-up history, not a secret: the same seed gives the same rows
@@ -90,14 +110,17 @@ async def generate(db_url: str, days: int = 30, now: dt.datetime | None = None, 
             for back in range(days):
                 day = today - dt.timedelta(days=back)
                 busy = 1.0 if day.weekday() < 5 else 0.4
+                day_total = 0
                 for intent, typical in INTENTS.items():
                     n = max(0, round(rnd.gauss(typical * busy, typical * 0.25)))
                     if n:
                         await _add_counts(s, day, intent, n, 0)
                         made["messages"] += n
+                        day_total += n
                 lost = max(0, round(rnd.gauss(9 * busy, 3)))
                 await _add_counts(s, day, "", lost, lost)
                 made["messages"] += lost
+                await _add_styles(s, day, day_total + lost, lost)
                 for _ in range(rnd.choice((0, 1, 1, 2)) if busy == 1.0 else 0):
                     opened = dt.datetime.combine(day, dt.time(rnd.randint(8, 16), rnd.randint(0, 59)), TZ)
                     if opened > now:

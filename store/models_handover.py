@@ -137,6 +137,18 @@ class Feedback(Base):
     )
 
 
+class StyleCount(Base):
+    """Messages handled per local day and style of writing (vi_accented | vi_plain | en), and how many of them the
+    NLU did not understand: the console's fallback share by style. Anonymous, like MessageCount."""
+
+    __tablename__ = "message_style_counts"
+
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    style: Mapped[str] = mapped_column(String(16), primary_key=True)
+    handled: Mapped[int] = mapped_column(Integer, default=0)
+    fallbacks: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class MessageCount(Base):
     """Messages handled per local day and intent ("" = not understood); anonymous, so /forget leaves it."""
 

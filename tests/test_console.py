@@ -17,6 +17,7 @@ import pytest
 import yaml
 from sqlalchemy import delete, select, update
 
+from actions.stats import STYLES
 from bot.health import queue_depths
 from console import auth, figures, review
 from console.server import ConsoleConfigError, ConsoleServer
@@ -31,7 +32,7 @@ from store.db import make_engine, make_sessionmaker, migrate, unit_of_work
 from store.models import NluReview, User
 from store.models_console import ConsoleLink
 from store.models_dossier import DossierFollow
-from store.models_handover import CLOSED, WAITING, Feedback, MessageCount, Ticket, TicketMessage
+from store.models_handover import CLOSED, WAITING, Feedback, MessageCount, StyleCount, Ticket, TicketMessage
 from store.models_news import Broadcast, Delivery
 from store.models_reminders import CANCELLED, PENDING, SENT, STOPPED, Reminder
 from store.models_staff import AuditEntry, StaffMember
@@ -180,6 +181,14 @@ async def test_dashboard_figures_are_the_database_s(
             (today - dt.timedelta(days=40), "eid_activate", 50, 0),  # outside 30 days
         ]:
             s.add(MessageCount(day=day, intent=intent, handled=handled, fallbacks=fallbacks))
+        for day, style, handled, fallbacks in [
+            (today, "vi_accented", 4, 1),
+            (today, "vi_plain", 5, 2),
+            (today - dt.timedelta(days=2), "vi_plain", 3, 0),
+            (today, "en", 1, 0),
+            (today - dt.timedelta(days=40), "en", 9, 9),  # outside 30 days
+        ]:
+            s.add(StyleCount(day=day, style=style, handled=handled, fallbacks=fallbacks))
         await s.flush()
         tickets = []
         # opened earlier today in the province's time, whatever the hour the test runs at (a ticket 300 minutes
@@ -292,11 +301,23 @@ async def test_dashboard_figures_are_the_database_s(
             daily = (await r.text()).splitlines()
         async with http.get(f"{base}/csv/intents.csv?days=30") as r:
             intents = (await r.text()).splitlines()
+        async with http.get(f"{base}/csv/styles.csv?days=30") as r:
+            styles = (await r.text()).splitlines()
         async with http.get(f"{base}/csv/broadcasts.csv?days=30") as r:
             casts = list(csv.reader((await r.text()).splitlines()))
         async with http.get(f"{base}/csv/feedback?days=30") as r:
             assert r.headers["Content-Disposition"].startswith('attachment; filename="feedback_')
             feedback = list(csv.reader((await r.text()).splitlines()))
+    # the fallback share by style of writing: 1 of 4 accented, 2 of 8 plain, 0 of 1 English (the 40-day-old row
+    # left out)
+    styles_table = html[html.index('<table id="styles">') :].split("</table>", 1)[0]
+    for label, n, share in (
+        ("Tiếng Việt có dấu", 4, "25 %"),
+        ("Không dấu, viết tắt", 8, "25 %"),
+        ("Tiếng Anh", 1, "0 %"),
+    ):
+        assert f'<td>{label}</td><td class="n">{n}</td><td class="n">{share}</td>' in styles_table
+    assert styles == ["style,messages,not_understood", "en,1,0", "vi_accented,4,1", "vi_plain,8,2"]
     assert len(daily) == 31 and daily[0].startswith("day,messages,fallbacks,handover_asked,understood")
     assert daily[0].endswith(",feedback_up,feedback_down,reminders_snoozed,reminders_stopped,reminders_cancelled")
     # today: 10 messages, 3 not understood, 1 asking for a person: 6 understood; 4 👍, 6 👎; 1 reminder sent,
@@ -557,6 +578,9 @@ async def test_sandbox_history_gives_the_dashboard_something_to_show(tmp_path: P
     assert dash.by_hours[True].waits_s and dash.by_hours[False].waits_s  # evening tickets, answered next morning
     assert dash.total("reminders_snoozed") > 0 and dash.total("reminders_stopped") > 0
     assert dash.dossiers_followed == 6
+    # every message of the history in one style of writing, and every fallback too
+    assert sum(n for n, _ in dash.styles.values()) == made["messages"] and set(dash.styles) == set(STYLES)
+    assert sum(f for _, f in dash.styles.values()) == sum(d.fallbacks for d in dash.days) > 0
     assert dash.feedback and any(f.comments for f in dash.feedback)
     assert all(b.duration_s == 80 for b in dash.broadcasts)
 

@@ -14,12 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from actions.base import Context
 from actions.content import DEFAULT_DIR, Content
-from actions.stats import StatsCapability, count_message
+from actions.stats import StatsCapability, count_message, writing_style
 from actions.types import Incoming, Reply
 from core.settings import Settings
 from store.all_models import Base
 from store.models import User
-from store.models_handover import CLOSED, TAKEN, Feedback, MessageCount, Ticket
+from store.models_handover import CLOSED, TAKEN, Feedback, MessageCount, StyleCount, Ticket
 
 ADMIN = 9999
 NOW = dt.datetime(2026, 3, 20, 3, 0, tzinfo=dt.UTC)  # Friday 10:00 in Vietnam
@@ -52,6 +52,35 @@ async def sessions(tmp_path: Path) -> AsyncIterator[async_sessionmaker[AsyncSess
     engine = await _engine(f"sqlite+aiosqlite:///{tmp_path / 'stats.db'}")
     yield async_sessionmaker(engine, expire_on_commit=False)
     await engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("text", "style"),
+    [
+        ("quên mật khẩu vneid", "vi_accented"),
+        ("Đăng ký", "vi_accented"),
+        ("quen mk vneid roi ad oi", "vi_plain"),
+        ("ho so 000.00.12.H22-240101-0003", "vi_plain"),
+        ("I forgot my VNeID password", "en"),
+        ("how do I renew my ID card", "en"),
+    ],
+)
+def test_writing_style(text: str, style: str) -> None:
+    assert writing_style(text) == style
+
+
+async def test_messages_are_counted_by_style_of_writing(db_url: str) -> None:
+    engine = await _engine(db_url)
+    factory = async_sessionmaker(engine, expire_on_commit=False)
+    try:
+        for understood, style in [(True, "vi_plain"), (False, "vi_plain"), (False, "en"), (True, "vi_accented")]:
+            async with factory() as session, session.begin():
+                await count_message(session, TODAY, understood, "eid_info" if understood else None, style)
+        async with factory() as session:
+            rows = {(r.style, r.handled, r.fallbacks) for r in (await session.scalars(select(StyleCount))).all()}
+        assert rows == {("vi_plain", 2, 1), ("en", 1, 1), ("vi_accented", 1, 0)}
+    finally:
+        await engine.dispose()
 
 
 async def test_count_message_upserts_on_every_backend(db_url: str) -> None:
