@@ -110,7 +110,7 @@ class Capability:
     `wants_media` needs `on_media`):
       on_deep_link(payload, inc, ctx)   `/start <payload>`: the replies, or [] when the payload is not its own; the
                                         first capability with replies answers. Default [].
-      release_text(ctx)                 /menu or /help: stop waiting for a typed answer. Default: nothing.
+      release_text(ctx)                 /start, /menu or /help: stop waiting for a typed answer. Default: nothing.
       menu_buttons(ctx)                 buttons put before the main menu's own entries. Default none.
       prefetch(text, callback, nlu, services, user_id=None)
                                         before the update's transaction opens: network reads its handlers will need

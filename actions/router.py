@@ -121,6 +121,9 @@ class Assistant:
     # ---- entry points ----------------------------------------------------------------------------------
 
     async def on_command(self, name: str, args: str, inc: Incoming, ctx: Context) -> list[Reply]:
+        if name in ("start", "menu", "help"):  # the citizen starts over: nothing waits for their next message
+            for cap in self._text_releases:
+                await cap.release_text(ctx)
         if name == "start":
             if args:
                 for cap in self._deep_links:
@@ -134,9 +137,6 @@ class Assistant:
                 Reply(ctx.t("common.welcome", name=inc.display_name)),
                 await self.menu(ctx, "common.privacy_short"),
             ]
-        if name in ("start", "menu", "help"):  # the citizen starts over: nothing waits for their next message
-            for cap in self._text_releases:
-                await cap.release_text(ctx)
         if name in ("help",):
             return [await self.menu(ctx, "common.help")]
         if name == "menu":

@@ -62,6 +62,20 @@ async def test_menu_releases_the_renewal_date_question(
     assert answer.labels == ["📖 Xem hướng dẫn: Quên mật khẩu VNeID"]
 
 
+async def test_start_releases_the_renewal_date_question_too(
+    sandbox: SandboxClient, bots: BotRunner, rasa: RasaServer, db_url: str
+) -> None:
+    runtime = await bots.start(db_url, rasa_url=rasa.url)
+    dao = await sandbox.user(5609, first_name="Đào", language_code="vi")
+    await dao.send("khi nào phải đổi cccd")
+    await one(dao)
+    await dao.command("start")
+    welcome, menu = await dao.wait_for(count=2, timeout=15)
+    assert welcome.body.startswith("Xin chào Đào") and menu.labels  # the welcome, then the menu
+    async with unit_of_work(runtime.sessions) as s:
+        assert await s.get(RenewalDialogue, dao.id) is None  # a fresh start: no date of birth is awaited
+
+
 async def test_a_date_shaped_mistake_is_still_asked_again(
     sandbox: SandboxClient, bots: BotRunner, rasa: RasaServer, db_url: str
 ) -> None:
