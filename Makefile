@@ -6,7 +6,7 @@ PY        := .venv/bin/python
 RASA_PY   := .rasa-venv/bin/python
 CACHE     ?= $(HOME)/.cache/citizen-assistant
 RASA_ENV  := PYTHONPATH=$(CURDIR) TF_CPP_MIN_LOG_LEVEL=2 SQLALCHEMY_SILENCE_UBER_WARNING=1 RASA_TELEMETRY_ENABLED=false
-SRC       := actions bot broadcast console core nlu portal reminders sandbox store tools tests benchmarks
+SRC       := actions bot broadcast console core kernel nlu portal reminders sandbox store tools tests benchmarks
 
 .PHONY: help env model run test lint typecheck pytest test-long bench \
         nlu-train nlu-test nlu-score nlu-validate nlu-parse nlu-review nlu-reload audit ask
@@ -35,6 +35,8 @@ lint: env
 	@echo "[test] ruff"
 	@$(PY) -m ruff check $(SRC)
 	@$(PY) -m ruff format --check $(SRC)
+	@echo "[test] import contracts (pyproject.toml [tool.importlinter])"
+	@.venv/bin/lint-imports --no-cache | grep -E "KEPT|BROKEN|^- |Contracts:"; exit $${PIPESTATUS[0]}
 
 typecheck: env
 	@echo "[test] mypy"

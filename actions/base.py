@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, ClassVar, Literal, Protocol, get_args
 from sqlalchemy import ColumnElement
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from actions.content import Content
-from actions.outbox import Sender
-from actions.types import Button, Incoming, Reply, Understanding
 from core.settings import Settings
+from kernel.content import Content
+from kernel.outbox import Sender
+from kernel.types import Button, Incoming, Reply, Understanding
 from store.models import User
 
 if TYPE_CHECKING:  # portal/ imports actions/ at run time: only the type is needed here
@@ -97,7 +97,7 @@ class Capability:
 
     Declared by the class:
       intents    intents it answers (an intent belongs to one capability); each goes to `on_intent`.
-      callbacks  button actions it owns (actions/callbacks.py; one owner each); each press goes to `on_callback`.
+      callbacks  button actions it owns (kernel/callbacks.py; one owner each); each press goes to `on_callback`.
       commands   slash commands it answers, besides the router's own (/start, /menu, /help, /lang).
 
     Answering what it declared (the router refuses a capability that declares something without its method):

@@ -9,14 +9,15 @@ from zoneinfo import ZoneInfo
 import structlog
 from sqlalchemy import ColumnElement, exists, select
 
-from actions import callbacks, staff
+from actions import staff
 from actions.base import Capability, Context
 from actions.news import MAX_MATCHES, search_reply
-from actions.types import Button, Incoming, Reply
 from broadcast.audience import Areas, Audience, load_areas, news_topics
 from broadcast.engine import progress_of, report_text
 from broadcast.html import HtmlError, check_html
 from broadcast.message import citizen_reply
+from kernel import callbacks
+from kernel.types import Button, Incoming, Reply
 from store.models_news import APPROVAL, CANCELLED, DRAFT, QUEUED, RUNNING, SCHEDULED, Broadcast
 from store.models_staff import ROLES, StaffMember
 

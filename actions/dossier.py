@@ -21,11 +21,11 @@ import structlog
 from sqlalchemy import ColumnElement, and_, delete, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from actions import callbacks
 from actions.base import Capability, Context, NotWired, Services
-from actions.content import Content
 from actions.feedback import offer_feedback
-from actions.types import Button, Incoming, Reply, Understanding
+from kernel import callbacks
+from kernel.content import Content
+from kernel.types import Button, Incoming, Reply, Understanding
 from portal.budget import LookupBudget
 from portal.client import DossierNotFound, PortalError, PortalUnavailable, VerificationFailed, code_ref
 from portal.codes import find_code, looks_like_code_attempt, normalize_code

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import structlog
 
-from actions import callbacks
 from actions.base import Capability, Context
-from actions.content import Content
 from actions.feedback import offer_feedback
 from actions.guides import CALLBACKS, MENU, START, GuideEngine, resume_button
-from actions.types import Button, Incoming, Reply
+from kernel import callbacks
+from kernel.content import Content
+from kernel.types import Button, Incoming, Reply
 
 log = structlog.get_logger(__name__)
 

@@ -17,7 +17,7 @@ import structlog
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from actions.outbox import Blocked, Refused, RetryLater
+from kernel.outbox import Blocked, Refused, RetryLater
 from store.models_handover import StaffCopyDeletion, Ticket, TicketMessage
 
 log = structlog.get_logger(__name__)

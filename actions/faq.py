@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from actions import callbacks
 from actions.base import Context
-from actions.content import Content
 from actions.guides import START
 from actions.procedures import SHOW
 from actions.renewal import START as RENEWAL_START
-from actions.types import Button, Entity, Incoming, Reply, Understanding
+from kernel import callbacks
+from kernel.content import Content
+from kernel.types import Button, Entity, Incoming, Reply, Understanding
 from nlu.client import clean_text
 
 log = structlog.get_logger(__name__)

@@ -9,11 +9,11 @@ import re
 import structlog
 from sqlalchemy import ColumnElement, exists, select
 
-from actions import callbacks
 from actions.base import Capability, Context
 from actions.handover import handover_button
-from actions.types import Button, Incoming, Reply
 from core.pii import redact
+from kernel import callbacks
+from kernel.types import Button, Incoming, Reply
 from store.models import NluReview
 from store.models_handover import Feedback
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import structlog
 
-from actions import callbacks
 from actions.base import Context
-from actions.content import Content
-from actions.content_schema import MAX_DETOUR_DEPTH, GuideDef, GuidesSection, guides_section
 from actions.feedback import offer_feedback
-from actions.types import Button, Incoming, Reply
+from kernel import callbacks
+from kernel.content import Content
+from kernel.content_schema import MAX_DETOUR_DEPTH, GuideDef, GuidesSection, guides_section
+from kernel.types import Button, Incoming, Reply
 from store.models_guides import GuideProgress
 
 log = structlog.get_logger(__name__)

@@ -28,13 +28,13 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import ColumnElement, MetaData, delete, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from actions import callbacks
 from actions.base import Capability, Context, NotWired, Services
-from actions.content import Content
-from actions.outbox import Blocked, RetryLater, Sender, SendError, decode, encode
 from actions.staff import is_staff, refused
-from actions.types import Button, Incoming, Reply
 from core.pii import redact
+from kernel import callbacks
+from kernel.content import Content
+from kernel.outbox import Blocked, RetryLater, Sender, SendError, decode, encode
+from kernel.types import Button, Incoming, Reply
 from store.base import Base
 from store.models import User
 from store.models_handover import CLOSED, TAKEN, WAITING, HandoverOutbox, RecentMessage, Ticket, TicketMessage

@@ -8,11 +8,11 @@ import datetime as dt
 import structlog
 from sqlalchemy import ColumnElement, delete, exists, select
 
-from actions import callbacks
 from actions.base import Capability, Context
-from actions.types import Button, Incoming, Reply
 from broadcast.audience import Areas, Matches, TopicDef, load_areas, news_topics
 from broadcast.message import UNSUBSCRIBE
+from kernel import callbacks
+from kernel.types import Button, Incoming, Reply
 from store.models_news import NewsArea, NewsAreaSearch, NewsSubscription, NewsTopic
 
 log = structlog.get_logger(__name__)

@@ -29,11 +29,11 @@ import structlog
 from sqlalchemy import ColumnElement, delete, exists, or_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from actions import callbacks
 from actions.base import Capability, Context
-from actions.content import Content
 from actions.erasure import queue_staff_copies
-from actions.types import Button, Incoming, Reply
+from kernel import callbacks
+from kernel.content import Content
+from kernel.types import Button, Incoming, Reply
 from store.models import NluReview, PendingReply, User
 from store.models_news import PENDING, SENDING, Delivery
 from store.personal import rows_about

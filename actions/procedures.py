@@ -7,12 +7,12 @@ from zoneinfo import ZoneInfo
 
 import structlog
 
-from actions import callbacks
 from actions.base import Capability, Context
-from actions.content import Content
-from actions.content_schema import FeeRule, ProceduresSection, procedures_section
 from actions.feedback import offer_feedback
-from actions.types import Button, Incoming, Reply
+from kernel import callbacks
+from kernel.content import Content
+from kernel.content_schema import FeeRule, ProceduresSection, procedures_section
+from kernel.types import Button, Incoming, Reply
 
 log = structlog.get_logger(__name__)
 

@@ -16,13 +16,12 @@ from zoneinfo import ZoneInfo
 import structlog
 from sqlalchemy import ColumnElement, delete, exists
 
-from actions import callbacks
 from actions.base import Capability, Context
-from actions.content import Content
-from actions.types import Button, Incoming, Reply
-from actions.when import DEFAULT_TIME, VN_TZ, When, is_quiet, parse_when, resolve_default
 from core.pii import ID, PHONE, redact
 from core.text import fold
+from kernel import callbacks
+from kernel.content import Content
+from kernel.types import Button, Incoming, Reply
 from reminders.messages import (
     ACTIONS,
     ALTERNATIVE,
@@ -51,6 +50,7 @@ from reminders.store import (
     owned,
     upcoming,
 )
+from reminders.when import DEFAULT_TIME, VN_TZ, When, is_quiet, parse_when, resolve_default
 from store.models_reminders import OPEN_STATES, SOURCE_APP, SOURCE_CITIZEN, Reminder, ReminderDraft
 
 log = structlog.get_logger(__name__)

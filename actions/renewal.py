@@ -17,12 +17,12 @@ import structlog
 from sqlalchemy import ColumnElement, delete, exists
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from actions import callbacks
 from actions.base import Capability, Context
-from actions.content import Content
 from actions.procedures import checked_line
 from actions.renewal_rules import next_replacement
-from actions.types import Button, Incoming, Reply
+from kernel import callbacks
+from kernel.content import Content
+from kernel.types import Button, Incoming, Reply
 from store.models_guides import RenewalDialogue
 
 log = structlog.get_logger(__name__)

@@ -11,12 +11,12 @@ from typing import Protocol
 import structlog
 from sqlalchemy import BigInteger, CompoundSelect, bindparam, literal_column, select, union_all
 
-from actions import callbacks
 from actions.base import Capability, Context, Hook, Services
 from actions.faq import Faq
 from actions.lang import detect
-from actions.types import Button, Incoming, Reply, Understanding
 from core.pii import redact
+from kernel import callbacks
+from kernel.types import Button, Incoming, Reply, Understanding
 from store.models import NluReview
 from store.models_handover import RecentMessage
 

@@ -14,8 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from actions.base import Capability, Context
 from actions.lang import detect
 from actions.staff import is_staff, refused
-from actions.types import Incoming, Reply
 from core.text import has_diacritics
+from kernel.types import Incoming, Reply
 from store.models import User
 from store.models_handover import CLOSED, Feedback, MessageCount, StyleCount, Ticket
 

@@ -18,17 +18,17 @@ from telegram.constants import ChatType, ParseMode
 from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, RetryAfter, TelegramError
 from telegram.ext import Application, CallbackQueryHandler, ContextTypes, MessageHandler, filters
 
-from actions import callbacks
 from actions.base import Context, Services
-from actions.content import Content
 from actions.router import Assistant
-from actions.types import Incoming, Reply
 from bot.render import keyboard, split_text
 from bot.sender import message_call, retry_seconds
 from bot.spool import ReplySpool
 from core import metrics
 from core.flood import FloodGuard
 from core.settings import Settings
+from kernel import callbacks
+from kernel.content import Content
+from kernel.types import Incoming, Reply
 from store.base import UTCDateTime
 from store.db import unit_of_work
 from store.models import ProcessedUpdate, User

@@ -21,8 +21,6 @@ from actions import handover as handover_module
 from actions import renewal as renewal_module
 from actions.base import Capability, Services
 from actions.broadcast_ui import BroadcastUI
-from actions.content import Content
-from actions.content_schema import guides_section
 from actions.dossier import DossierCapability, purge_lookups, render_change
 from actions.eid import EidCapability
 from actions.erasure import delete_staff_copies
@@ -50,6 +48,8 @@ from console.capability import ConsoleCapability
 from console.server import ConsoleServer
 from core.flood import FloodGuard
 from core.settings import Settings
+from kernel.content import Content
+from kernel.content_schema import guides_section
 from nlu.client import NluClient, NluUnavailable
 from portal.breaker import CircuitBreaker
 from portal.budget import LookupBudget

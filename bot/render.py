@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
-from actions.types import Reply
+from kernel.types import Reply
 
 MAX_TEXT = 4096  # Telegram's limit for one message
 

@@ -13,9 +13,9 @@ from telegram.constants import ParseMode
 from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
 from telegram.ext import ExtBot
 
-from actions.outbox import Blocked, MaybeDelivered, Migrated, Refused, RetryLater, SendError, Throttled
-from actions.types import Reply
 from bot.render import keyboard
+from kernel.outbox import Blocked, MaybeDelivered, Migrated, Refused, RetryLater, SendError, Throttled
+from kernel.types import Reply
 
 TRANSIENT_RETRY_S = 2.0
 

@@ -18,8 +18,8 @@ import structlog
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from actions.outbox import Blocked, RetryLater, Sender, SendError, decode, encode
-from actions.types import Reply
+from kernel.outbox import Blocked, RetryLater, Sender, SendError, decode, encode
+from kernel.types import Reply
 from store.db import unit_of_work
 from store.models import PendingReply
 

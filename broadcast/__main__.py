@@ -20,11 +20,11 @@ from typing import Any
 
 import structlog
 
-from actions.content import Content
 from broadcast.audience import Audience, load_areas, news_topics
 from broadcast.engine import BroadcastEngine, progress_of
 from broadcast.html import HtmlError, check_html
 from core.settings import Settings, load_settings
+from kernel.content import Content
 from store.db import make_engine, make_sessionmaker, unit_of_work
 from store.models_news import QUEUED, SCHEDULED, Broadcast
 from store.models_staff import AuditEntry

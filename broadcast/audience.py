@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from sqlalchemy import ColumnElement, Select, and_, exists, false, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from actions.content import Content
 from core.text import fold as fold_text
+from kernel.content import Content
 from store.models import User
 from store.models_news import NewsArea, NewsSubscription, NewsTopic
 

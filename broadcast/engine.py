@@ -29,13 +29,13 @@ import structlog
 from sqlalchemy import Table, and_, bindparam, delete, func, insert, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from actions.content import Content
-from actions.outbox import Blocked, MaybeDelivered, Migrated, RetryLater, Sender, SendError, Throttled
-from actions.types import Reply
 from broadcast.audience import Audience
 from broadcast.message import citizen_reply
 from broadcast.ports import MessageEditor
 from broadcast.ratelimit import RateLimiter
+from kernel.content import Content
+from kernel.outbox import Blocked, MaybeDelivered, Migrated, RetryLater, Sender, SendError, Throttled
+from kernel.types import Reply
 from store.base import utcnow
 from store.db import unit_of_work
 from store.models import User

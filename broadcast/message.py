@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from actions import callbacks
-from actions.content import Content
-from actions.types import Button, Reply
+from kernel import callbacks
+from kernel.content import Content
+from kernel.types import Button, Reply
 
 UNSUBSCRIBE = "n_unsub"  # handled by actions.news; every broadcast message carries it
 callbacks.register(UNSUBSCRIBE)

@@ -1,10 +1,10 @@
-"""What the engine needs from the channel beyond `actions.outbox.Sender`: editing its progress message."""
+"""What the engine needs from the channel beyond `kernel.outbox.Sender`: editing its progress message."""
 
 from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from actions.types import Reply
+from kernel.types import Reply
 
 
 @runtime_checkable

@@ -6,8 +6,8 @@ import structlog
 
 from actions.base import Capability, Context
 from actions.staff import is_staff, refused
-from actions.types import Incoming, Reply
 from console.auth import new_link
+from kernel.types import Incoming, Reply
 
 log = structlog.get_logger(__name__)
 

@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 import structlog
 
-from actions.types import Entity, Understanding
+from kernel.types import Entity, Understanding
 
 log = structlog.get_logger(__name__)
 

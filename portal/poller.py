@@ -15,7 +15,7 @@ import structlog
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from actions.outbox import Blocked
+from kernel.outbox import Blocked
 from portal.client import DossierNotFound, PortalError, PortalUnavailable, code_ref
 from portal.models import Dossier
 from store.base import utcnow

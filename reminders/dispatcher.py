@@ -34,8 +34,8 @@ import structlog
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from actions.content import Content
-from actions.outbox import Blocked, MaybeDelivered, Migrated, RetryLater, Sender, SendError
+from kernel.content import Content
+from kernel.outbox import Blocked, MaybeDelivered, Migrated, RetryLater, Sender, SendError
 from reminders.messages import LATE_AFTER, Formatter
 from reminders.store import deadline_end
 from store.base import utcnow

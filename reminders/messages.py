@@ -9,9 +9,9 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from actions import callbacks
-from actions.content import Content
-from actions.types import Button, Reply
+from kernel import callbacks
+from kernel.content import Content
+from kernel.types import Button, Reply
 from store.models_reminders import Reminder
 
 # Callback actions (the `rm_` prefix is this area's). Arguments are row ids or a draft token.

@@ -18,8 +18,8 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from actions.when import DEFAULT_TIME, VN_TZ, is_quiet
 from core.pii import redact
+from reminders.when import DEFAULT_TIME, VN_TZ, is_quiet
 from store.base import utcnow
 from store.models import User
 from store.models_reminders import (

@@ -9,8 +9,8 @@ from telegram.ext import ExtBot
 from telegram.request import HTTPXRequest
 
 from actions.base import Context, Services
-from actions.content import Content
 from core.settings import Settings
+from kernel.content import Content
 from store import models, models_news, models_staff  # noqa: F401 - every table this area touches
 from store.all_models import Base
 from store.db import make_engine, make_sessionmaker

@@ -18,11 +18,11 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from telegram.ext import ExtBot
 
 import store.models_reminders  # noqa: F401  (the reminders tables)
-from actions.content import Content
-from actions.when import VN_TZ
 from bot.sender import TelegramSender
 from core.logs import setup_logging
+from kernel.content import Content
 from reminders import Dispatcher, schedule
+from reminders.when import VN_TZ
 from store.db import make_engine, make_sessionmaker
 
 

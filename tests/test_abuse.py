@@ -15,9 +15,9 @@ import structlog
 from aiohttp import web
 from sqlalchemy import select
 
-from actions.types import Understanding
 from bot.app import build_application, stop_in_loop
 from bot.webhook import start_webhook
+from kernel.types import Understanding
 from nlu.server import RasaServer, free_port
 from sandbox.portal.server import PortalEmulator
 from sandbox.telegram.client import SandboxClient, SandboxTimeout, SimMessage, SimUser

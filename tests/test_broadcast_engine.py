@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from actions.content import Content
 from bot.sender import TelegramSender
 from broadcast.engine import BroadcastEngine
 from broadcast.ratelimit import RateLimiter
+from kernel.content import Content
 from sandbox.telegram import BotInfo, SandboxClient, TelegramEmulator
 from store.models import User
 from store.models_news import (

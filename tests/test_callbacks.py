@@ -2,8 +2,8 @@
 
 import pytest
 
-from actions import callbacks
-from actions.callbacks import BadCallback, decode, encode
+from kernel import callbacks
+from kernel.callbacks import BadCallback, decode, encode
 
 callbacks.register("t_demo")
 

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from actions.content import DEFAULT_DIR, Content
-from actions.content_schema import (
+from kernel.content import DEFAULT_DIR, Content
+from kernel.content_schema import (
     ASPECTS,
     CHECK_ON_PORTAL,
     FACT_ASPECTS,

@@ -12,8 +12,8 @@ import time
 
 from sqlalchemy import select
 
-from actions.content import Content
 from actions.dossier import encode_start_payload, mask_name
+from kernel.content import Content
 from nlu.server import RasaServer
 from sandbox.portal.server import PortalEmulator, load_seed
 from sandbox.telegram.client import SandboxClient, SimMessage, SimUser

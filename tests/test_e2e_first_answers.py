@@ -10,8 +10,8 @@ import pytest
 from aiohttp import web
 from sqlalchemy import func, select, update
 
-from actions.when import VN_TZ, parse_when
 from nlu.server import RasaServer, free_port
+from reminders.when import VN_TZ, parse_when
 from sandbox.telegram.client import SandboxClient, SimMessage, SimUser
 from store.db import unit_of_work
 from store.models import NluReview, User

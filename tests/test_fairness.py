@@ -8,8 +8,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from actions.content import Content
 from actions.dossier import encode_start_payload
+from kernel.content import Content
 from sandbox.portal.server import PortalEmulator
 from sandbox.telegram.client import SandboxClient
 from store.db import unit_of_work

@@ -13,13 +13,13 @@ from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 import actions.router  # noqa: F401  (registers the c_menu button the replies carry)
-from actions import callbacks
 from actions.base import Context, Services
-from actions.content import DEFAULT_DIR, Content
 from actions.feedback import FeedbackCapability, feedback_buttons, should_offer
 from actions.handover import HandoverCapability, OfficeHours
-from actions.types import Button, Incoming, Reply
 from core.settings import Settings
+from kernel import callbacks
+from kernel.content import DEFAULT_DIR, Content
+from kernel.types import Button, Incoming, Reply
 from store.all_models import Base
 from store.models import NluReview, User
 from store.models_handover import Feedback, Ticket

@@ -14,17 +14,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlalchemy.pool import StaticPool
 
 import store.models_guides  # noqa: F401  (registers the tables on Base.metadata)
-from actions import callbacks
 from actions.base import Context
-from actions.content import Content
-from actions.content_schema import ASPECTS, guides_section, procedures_section
 from actions.eid import EidCapability
 from actions.feedback import FeedbackCapability
 from actions.guides import decode_stack, encode_stack, resume_button, seek
 from actions.procedures import ProceduresCapability
 from actions.renewal import RenewalCapability
-from actions.types import Button, Entity, Incoming, Reply, Understanding
 from core.settings import Settings
+from kernel import callbacks
+from kernel.content import Content
+from kernel.content_schema import ASPECTS, guides_section, procedures_section
+from kernel.types import Button, Entity, Incoming, Reply, Understanding
 from store.all_models import Base
 from store.models import User
 from store.models_guides import GuideProgress

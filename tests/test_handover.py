@@ -14,9 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 import actions.router  # noqa: F401  (registers the c_menu button the replies carry)
-from actions import callbacks
 from actions.base import Context, Services
-from actions.content import DEFAULT_DIR, Content
 from actions.handover import (
     HOLIDAYS_FILE,
     OUTBOX_LEASE,
@@ -29,9 +27,11 @@ from actions.handover import (
     purge,
     remember,
 )
-from actions.outbox import Blocked, RetryLater
-from actions.types import Button, Incoming, Reply, Understanding
 from core.settings import Settings
+from kernel import callbacks
+from kernel.content import DEFAULT_DIR, Content
+from kernel.outbox import Blocked, RetryLater
+from kernel.types import Button, Incoming, Reply, Understanding
 from store.all_models import Base
 from store.models import User
 from store.models_handover import CLOSED, TAKEN, WAITING, HandoverOutbox, RecentMessage, Ticket

@@ -13,9 +13,7 @@ import pytest
 from sqlalchemy import delete, event, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
-from actions import callbacks
 from actions.base import Context, Services
-from actions.content import Content
 from actions.dossier import (
     DossierCapability,
     decode_start_payload,
@@ -25,8 +23,10 @@ from actions.dossier import (
     purge_lookups,
     render_change,
 )
-from actions.types import Button, Entity, Incoming, Reply, Understanding
 from core.settings import Settings
+from kernel import callbacks
+from kernel.content import Content
+from kernel.types import Button, Entity, Incoming, Reply, Understanding
 from portal.breaker import CircuitBreaker, State
 from portal.budget import LookupBudget
 from portal.client import PortalClient

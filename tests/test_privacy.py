@@ -14,11 +14,11 @@ from typing import Any
 from sqlalchemy import String, Text, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from actions.content import Content
-from actions.types import Reply
 from bot.app import Runtime
 from bot.spool import encode
 from core.pii import contains_pii
+from kernel.content import Content
+from kernel.types import Reply
 from nlu.server import RasaServer
 from sandbox.portal.server import PortalEmulator
 from sandbox.telegram.client import SandboxClient, SandboxTimeout, SimMessage, SimUser

@@ -9,8 +9,8 @@ import datetime as dt
 
 from sqlalchemy import func, select
 
-from actions.content import Content
 from actions.privacy import notice_version
+from kernel.content import Content
 from nlu.server import RasaServer
 from sandbox.telegram.client import SandboxClient
 from store.db import unit_of_work

@@ -14,10 +14,10 @@ from sqlalchemy.pool import StaticPool
 
 import store.models_guides  # noqa: F401  (registers the tables on Base.metadata)
 from actions.base import Context
-from actions.content import DEFAULT_DIR, Content
 from actions.procedures import ProceduresCapability
-from actions.types import Entity, Incoming, Understanding
 from core.settings import Settings
+from kernel.content import DEFAULT_DIR, Content
+from kernel.types import Entity, Incoming, Understanding
 from store.all_models import Base
 from store.models import User
 

@@ -10,10 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
 import store.models_guides  # noqa: F401  (registers the tables on Base.metadata)
-from actions import callbacks
-from actions.content import Content
-from actions.content_schema import MAX_GROUP, procedures_section
-from actions.types import Reply
+from kernel import callbacks
+from kernel.content import Content
+from kernel.content_schema import MAX_GROUP, procedures_section
+from kernel.types import Reply
 from store.all_models import Base
 from tests.test_guides import Harness, button, labels
 

@@ -13,15 +13,15 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 import store.models_reminders  # noqa: F401  (registers the tables on Base.metadata)
-from actions import callbacks
 from actions.base import Context
-from actions.content import Content
 from actions.reminders import ReminderCapability
-from actions.types import Button, Incoming, Reply, Understanding
-from actions.when import VN_TZ
 from core.settings import Settings
+from kernel import callbacks
+from kernel.content import Content
+from kernel.types import Button, Incoming, Reply, Understanding
 from reminders.messages import Formatter
 from reminders.store import create_reminder, sync_dossier_deadlines
+from reminders.when import VN_TZ
 from store.all_models import Base
 from store.models import User
 from store.models_reminders import CANCELLED, PENDING, STOPPED, Reminder, ReminderDraft

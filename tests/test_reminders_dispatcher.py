@@ -15,14 +15,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_asyn
 from telegram.ext import ExtBot
 
 import store.models_reminders  # noqa: F401  (registers the tables on Base.metadata)
-from actions.content import Content
-from actions.outbox import Blocked, Migrated, Refused, RetryLater, Throttled
-from actions.types import Reply
-from actions.when import VN_TZ
 from bot.aiohttp_request import AiohttpRequest
 from bot.sender import TelegramSender
+from kernel.content import Content
+from kernel.outbox import Blocked, Migrated, Refused, RetryLater, Throttled
+from kernel.types import Reply
 from reminders import Dispatcher, create_reminder, sync_dossier_deadlines
 from reminders.store import cancel
+from reminders.when import VN_TZ
 from sandbox.telegram.client import SandboxClient, SandboxTimeout
 from sandbox.telegram.server import TelegramEmulator
 from store.all_models import Base

@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import String, Text, select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from actions.content import Content
 from actions.reminders import ReminderCapability
 from core.pii import contains_pii
+from kernel.content import Content
 from store.all_models import Base
 from store.models_reminders import Reminder, ReminderDraft
 from tests.test_reminders_capability import Harness, button

@@ -12,7 +12,6 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 import store.models_reminders  # noqa: F401  (registers the tables on Base.metadata)
-from actions.when import VN_TZ
 from reminders import (
     TooManyReminders,
     create_campaign_reminders,
@@ -21,6 +20,7 @@ from reminders import (
     sync_dossier_deadlines,
 )
 from reminders.store import cancel_all
+from reminders.when import VN_TZ
 from store.all_models import Base
 from store.models import User
 from store.models_reminders import PENDING, STOPPED, Reminder

@@ -15,8 +15,8 @@ from sqlalchemy import func, select, text
 from telegram import Update
 from telegram.ext import Application
 
-from actions.content import Content
 from bot.app import Runtime, build_application, stop_in_loop
+from kernel.content import Content
 from sandbox.telegram.client import SandboxClient, SimUser
 from sandbox.telegram.server import TelegramEmulator
 from store.db import ROOT, unit_of_work

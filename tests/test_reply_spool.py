@@ -13,10 +13,10 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from actions.outbox import Blocked, Refused, RetryLater, Throttled
-from actions.types import Button, Reply
 from bot import spool as spool_module
 from bot.spool import ReplySpool, decode, encode
+from kernel.outbox import Blocked, Refused, RetryLater, Throttled
+from kernel.types import Button, Reply
 from sandbox.telegram.client import SandboxClient
 from store.db import make_engine, make_sessionmaker, migrate, unit_of_work
 from store.models import PendingReply, User

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from actions.content import Content
+from kernel.content import Content
 from nlu.server import RasaServer
 from sandbox.portal.server import PortalEmulator
 from sandbox.telegram.client import SandboxClient

@@ -10,10 +10,10 @@ import pytest
 from telegram.error import NetworkError, TimedOut
 from telegram.ext import ExtBot
 
-from actions.outbox import Blocked, MaybeDelivered, Refused, RetryLater, Throttled
-from actions.types import Reply
 from bot.aiohttp_request import AiohttpRequest
 from bot.sender import TelegramSender, in_doubt
+from kernel.outbox import Blocked, MaybeDelivered, Refused, RetryLater, Throttled
+from kernel.types import Reply
 from sandbox.telegram.client import SandboxClient
 from sandbox.telegram.server import TelegramEmulator
 from tests.conftest import BOT_TOKEN

@@ -13,10 +13,10 @@ from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from actions.base import Context
-from actions.content import DEFAULT_DIR, Content
 from actions.stats import StatsCapability, count_message, writing_style
-from actions.types import Incoming, Reply
 from core.settings import Settings
+from kernel.content import DEFAULT_DIR, Content
+from kernel.types import Incoming, Reply
 from store.all_models import Base
 from store.models import User
 from store.models_handover import CLOSED, TAKEN, Feedback, MessageCount, StyleCount, Ticket

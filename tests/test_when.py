@@ -1,4 +1,4 @@
-"""Tests for the reminder time-expression parser (actions/when.py): a table of requests, then the rules."""
+"""Tests for the reminder time-expression parser (reminders/when/): a table of requests, then the rules."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actions.when import DEFAULT_TIME, VN_TZ, When, parse_when, resolve_default
+from reminders.when import DEFAULT_TIME, VN_TZ, When, parse_when, resolve_default
 
 
 def local(y: int, mo: int, d: int, h: int = 0, mi: int = 0) -> datetime:

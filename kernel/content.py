@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from actions.types import LANGS
+from kernel.types import LANGS
 
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "data" / "content"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Protocol
 
-from actions.types import Button, Reply
+from kernel.types import Button, Reply
 
 
 class SendError(Exception):

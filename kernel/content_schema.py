@@ -9,9 +9,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
-from actions.content import Content
+from kernel.content import Content
 
-# Ids travel inside callback payloads (<= 64 bytes, see actions.callbacks), so they stay short and plain.
+# Ids travel inside callback payloads (<= 64 bytes, see kernel.callbacks), so they stay short and plain.
 Ident = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,29}$")]
 TextKey = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$")]
 Aspect = Literal["documents", "fee", "duration", "how", "where"]

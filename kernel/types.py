@@ -9,7 +9,7 @@ LANGS = ("vi", "en")
 
 @dataclass(frozen=True, slots=True)
 class Button:
-    """An inline button. `data` is a callback payload built by `actions.callbacks.encode` (<= 64 bytes)."""
+    """An inline button. `data` is a callback payload built by `kernel.callbacks.encode` (<= 64 bytes)."""
 
     label: str
     data: str = ""
