@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
@@ -24,6 +23,7 @@ from bot.render import keyboard, split_text
 from bot.sender import message_call, retry_seconds
 from bot.spool import ReplySpool
 from core import metrics
+from core.backoff import backoff_s
 from core.flood import FloodGuard
 from core.settings import Settings
 from kernel import callbacks
@@ -39,6 +39,7 @@ log = structlog.get_logger(__name__)
 # sleeping a 429's retry_after, for at most REPLY_MAX_WAIT_S of waiting in all.
 REPLY_ATTEMPTS = 4
 REPLY_BACKOFF_S = 0.5
+REPLY_JITTER = 0.2  # ±20 %
 REPLY_MAX_WAIT_S = 30.0
 
 # "Last seen" is kept to the minute (the staff statistics count citizens seen in the last days): a citizen's
@@ -327,7 +328,7 @@ async def _deliver(chat_id: int, call: Callable[[], Awaitable[object]]) -> None:
         except (BadRequest, Forbidden, InvalidToken):
             raise
         except NetworkError as exc:  # 5xx ("Bad Gateway"), connection reset or refused, TimedOut
-            wait = REPLY_BACKOFF_S * 2 ** (attempt - 1) * random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not crypto
+            wait = backoff_s(attempt, base_s=REPLY_BACKOFF_S, jitter="proportional", spread=REPLY_JITTER)
             error = type(exc).__name__
             if attempt == REPLY_ATTEMPTS or waited + wait > REPLY_MAX_WAIT_S:
                 raise

@@ -18,6 +18,7 @@ import structlog
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from core.backoff import backoff_s
 from kernel.outbox import Blocked, RetryLater, Sender, SendError, decode, encode
 from kernel.types import Reply
 from store.db import unit_of_work
@@ -121,7 +122,7 @@ class ReplySpool:
             try:
                 await self.sender.send(chat_id, decode(row.body))
             except RetryLater as exc:
-                wait = max(exc.after_s, min(MAX_BACKOFF_S, EVERY_S * 2**row.attempts))
+                wait = backoff_s(row.attempts + 1, base_s=EVERY_S, cap_s=MAX_BACKOFF_S, retry_after_s=exc.after_s)
                 await self._release([r.id for r in rows[i:]], row.id, now + dt.timedelta(seconds=wait))
                 log.warning("reply.resend_failed", chat=chat_id, attempts=row.attempts + 1, wait_s=round(wait, 1))
                 return sent

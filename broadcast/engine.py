@@ -33,6 +33,7 @@ from broadcast.audience import Audience
 from broadcast.message import citizen_reply
 from broadcast.ports import MessageEditor
 from broadcast.ratelimit import RateLimiter
+from core.backoff import backoff_s
 from kernel.content import Content
 from kernel.outbox import Blocked, MaybeDelivered, Migrated, RetryLater, Sender, SendError, Throttled
 from kernel.types import Reply
@@ -555,7 +556,7 @@ class BroadcastEngine:
             self.stats["failed"] += 1
             return Outcome(item.id, FAILED, chat_id, item.user_id, error=reason[:200], attempt=1)
         self.stats["retried"] += 1
-        backoff = min(self.backoff_max_s, self.backoff_base_s * 2**item.attempts)
+        backoff = backoff_s(item.attempts + 1, base_s=self.backoff_base_s, cap_s=self.backoff_max_s)
         at = self.clock() + dt.timedelta(seconds=backoff)
         return Outcome(item.id, PENDING, chat_id, item.user_id, error=reason[:200], retry_at=at, attempt=1)
 
@@ -623,7 +624,11 @@ class BroadcastEngine:
                 if attempt == STAFF_ATTEMPTS:
                     log.warning("broadcast.report_failed", error="RetryLater", attempts=attempt)
                     return None
-                await asyncio.sleep(min(exc.after_s, self.backoff_max_s))
+                # Telegram's own wait, but no longer than the engine's longest backoff.
+                wait = backoff_s(
+                    attempt, base_s=0.0, cap_s=self.backoff_max_s, retry_after_s=exc.after_s, cap_retry_after=True
+                )
+                await asyncio.sleep(wait)
             except Exception as exc:
                 log.warning("broadcast.report_failed", error=type(exc).__name__)
                 return None

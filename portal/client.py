@@ -15,6 +15,7 @@ import httpx
 import structlog
 from pydantic import ValidationError
 
+from core.backoff import backoff_s
 from portal.breaker import CircuitBreaker
 from portal.models import Dossier, TokenResponse
 
@@ -167,7 +168,15 @@ class PortalClient:
                 response = await self._attempt(code, path, deadline, factor)
             except _Retryable as exc:
                 self.breaker.failure()
-                delay = self._backoff(attempt, exc.retry_after)
+                # Full jitter (a random wait up to the exponential cap) keeps many clients from retrying in step.
+                delay = backoff_s(
+                    attempt,
+                    base_s=self.backoff_base_s,
+                    cap_s=self.backoff_max_s,
+                    jitter="full",
+                    retry_after_s=exc.retry_after,
+                    random=self._jitter,
+                )
                 remaining = deadline - self._clock()
                 if attempt >= self.max_attempts or delay >= remaining:
                     log.warning("portal_unavailable", dossier=ref, reason=exc.reason, attempts=attempt)
@@ -194,13 +203,6 @@ class PortalClient:
                 raise
             self.breaker.success()
             return self._parse(response, code, ref)
-
-    def _backoff(self, attempt: int, retry_after: float | None) -> float:
-        # Full jitter (a random wait up to the exponential cap) keeps many clients from retrying in step.
-        delay = self._jitter() * min(self.backoff_max_s, self.backoff_base_s * 2 ** (attempt - 1))
-        if retry_after is not None:
-            delay = max(delay, retry_after)
-        return delay
 
     def _timeout(self, deadline: float) -> httpx.Timeout:
         remaining = deadline - self._clock()

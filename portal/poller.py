@@ -15,6 +15,7 @@ import structlog
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from core.backoff import backoff_s
 from kernel.outbox import Blocked
 from portal.client import DossierNotFound, PortalError, PortalUnavailable, code_ref
 from portal.models import Dossier
@@ -226,9 +227,14 @@ class DossierPoller:
                 if follow is None:
                     continue
                 follow.failures += 1
-                cap = min(self.max_backoff_s, self.retry_s * 2 ** min(follow.failures - 1, 16))
                 # Half fixed, half random, so that after an outage the follows do not all return at once.
-                delay = cap / 2 + self._jitter() * cap / 2
+                delay = backoff_s(
+                    min(follow.failures - 1, 16) + 1,
+                    base_s=self.retry_s,
+                    cap_s=self.max_backoff_s,
+                    jitter="equal",
+                    random=self._jitter,
+                )
                 follow.next_poll_at = now + dt.timedelta(seconds=delay)
                 report.failed += 1
 

@@ -34,6 +34,7 @@ import structlog
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from core.backoff import backoff_s
 from kernel.content import Content
 from kernel.outbox import Blocked, MaybeDelivered, Migrated, RetryLater, Sender, SendError
 from reminders.messages import LATE_AFTER, Formatter
@@ -351,7 +352,7 @@ class Dispatcher:
                 row.id, (SENDING,), state=FAILED, attempts=attempts, last_error="retries_exhausted", updated_at=now
             )
             return
-        wait = max(exc.after_s, min(self.backoff_max_s, self.backoff_s * 2 ** (attempts - 1)))
+        wait = backoff_s(attempts, base_s=self.backoff_s, cap_s=self.backoff_max_s, retry_after_s=exc.after_s)
         self.stats["retried"] += 1
         await self._transition(
             row.id,

@@ -28,6 +28,8 @@ import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from core.backoff import backoff_s
+
 RETRY_FIRST_S = 0.001
 RETRY_MAX_S = 0.1
 
@@ -103,7 +105,7 @@ class InlineConnection:
     async def run(self, call: Callable[..., Any], *args: Any) -> Any:
         """One statement, retried while another process holds the lock it needs and no transaction is open."""
         retry = not self._conn.in_transaction
-        delay, waited = RETRY_FIRST_S, 0.0
+        attempt, waited = 0, 0.0
         while True:
             try:
                 return call(*args)
@@ -111,9 +113,10 @@ class InlineConnection:
                 busy = getattr(err, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
                 if not (busy and retry) or waited >= self._busy_s:
                     raise
+            attempt += 1
+            delay = backoff_s(attempt, base_s=RETRY_FIRST_S, cap_s=RETRY_MAX_S)
             await asyncio.sleep(delay)
             waited += delay
-            delay = min(delay * 2, RETRY_MAX_S)
 
     async def cursor(self) -> InlineCursor:
         return InlineCursor(self, self._conn.cursor())

@@ -17,6 +17,7 @@ from collections import deque
 import aiohttp
 import structlog
 
+from core.backoff import backoff_s
 from sandbox.telegram.world import BotState, Update, WebhookConfig
 
 __all__ = ["WebhookManager", "WebhookPusher"]
@@ -84,9 +85,8 @@ class WebhookPusher:
             update = queue[0]
             attempt = 0
             while not await self._post(update):
-                delay = min(self._retry_max, self._retry_base * (2**attempt))
                 attempt += 1
-                await asyncio.sleep(delay)
+                await asyncio.sleep(backoff_s(attempt, base_s=self._retry_base, cap_s=self._retry_max))
             queue.popleft()
             self._bot.counters["updates_delivered"] += 1
             if self._bot.take_duplicate():
