@@ -103,9 +103,11 @@ def test_hotline_and_facts_match_the_research(content: Content) -> None:
     # Children are exempt from the residence fee (Circular 75/2022 Art. 4), so the birth group quotes no charge.
     assert "10.000" not in content.text("procedures.birth_group.fee", "vi")
     assert "miễn lệ phí" in content.text("procedures.birth_group.fee", "vi")
-    # The 115,000 online driving-licence rate ended with 2025; the passport's 10% online reduction too.
+    # The 115,000 online driving-licence rate ended with 2025; the passport's 10% online reduction too, while its
+    # half rate (Circular 64/2025) runs to the end of 2026.
     assert {r.amount_vnd for r in procs.rules_on("driving_licence", day)} == {135000}
-    assert {r.amount_vnd for r in procs.rules_on("passport", day)} == {200000, 400000}
+    assert {r.amount_vnd for r in procs.rules_on("passport", day)} == {100000, 200000}
+    assert {r.amount_vnd for r in procs.rules_on("passport", dt.date(2027, 1, 1))} == {200000, 400000}
     assert {r.amount_vnd for r in procs.rules_on("criminal_record", day)} == {200000, 100000}
     assert all("16/2025" in r.source for r in procs.rules_on("criminal_record", day))
     # Since 1 July 2026 the police issue criminal-record certificates, and no one may ask for form no. 2.

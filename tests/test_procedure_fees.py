@@ -100,8 +100,9 @@ async def test_criminal_record_online_rate_ends_with_2025(
     assert ("kiểm tra ngày 05/12/2026" if lang == "vi" else "checked on 05/12/2026") in after
 
 
-async def test_passport_fee_through_2025(db: AsyncEngine, tmp_path: Path) -> None:
-    """90% online in early 2025 (Circular 63/2023), half for everyone from July (Circular 64/2025), full in 2026."""
+async def test_passport_fee_through_2026(db: AsyncEngine, tmp_path: Path) -> None:
+    """90% online in early 2025 (Circular 63/2023), half for everyone from July 2025 to the end of 2026 (Circular
+    64/2025), the full rate of Circular 25/2021 from 2027."""
     content = _content(tmp_path)
     june = await ask_fee(db, content, "passport", _vn(dt.date(2025, 6, 30), 12))
     assert "• Cấp mới, nộp trực tuyến: <b>180.000 đồng</b>" in june
@@ -109,20 +110,20 @@ async def test_passport_fee_through_2025(db: AsyncEngine, tmp_path: Path) -> Non
     december = await ask_fee(db, content, "passport", _vn(dt.date(2025, 12, 31), 12))
     assert "• Cấp mới, mỗi lần nộp: <b>100.000 đồng</b>" in december and "180.000" not in december
     assert "Mức thu theo Thông tư 64/2025/TT-BTC, Điều 1, kiểm tra ngày 05/12/2026." in december
-    january = await ask_fee(db, content, "passport", _vn(dt.date(2026, 1, 1), 12))
+    january = await ask_fee(db, content, "passport", _vn(dt.date(2027, 1, 1), 12))
     assert "• Cấp mới, mỗi lần nộp: <b>200.000 đồng</b>" in january and "100.000" not in january
 
 
 async def test_unconfirmed_amounts_ask_to_check_and_carry_no_checked_date(db: AsyncEngine, tmp_path: Path) -> None:
     content = _content(tmp_path)
     text = await ask_fee(db, content, "passport", _vn(dt.date(2026, 12, 5), 9))
-    assert "• Cấp mới, mỗi lần nộp: <b>200.000 đồng</b>" in text
-    assert "• Cấp lại do hỏng hoặc mất, mỗi lần nộp: <b>400.000 đồng</b>" in text
+    assert "• Cấp mới, mỗi lần nộp: <b>100.000 đồng</b>" in text
+    assert "• Cấp lại do hỏng hoặc mất, mỗi lần nộp: <b>200.000 đồng</b>" in text
     assert "180.000" not in text  # the 10% online reduction ended with 2025
     assert "kiểm tra trên Cổng dịch vụ công khi nộp" in text
     assert "Kiểm tra ngày" not in text and "kiểm tra ngày" not in text
     en = await ask_fee(db, content, "passport", _vn(dt.date(2026, 12, 5), 9), lang="en")
-    assert "• New passport, per application: <b>200,000 VND</b>" in en
+    assert "• New passport, per application: <b>100,000 VND</b>" in en
     assert "check on the portal when you apply" in en and "checked on" not in en.lower()
 
 
@@ -165,3 +166,16 @@ async def test_procedure_without_rules_keeps_its_prose(db: AsyncEngine, tmp_path
     content = _content(tmp_path)
     text = await ask_fee(db, content, "marriage_registration", _vn(dt.date(2026, 12, 5), 9))
     assert "miễn lệ phí" in text and "Lệ phí áp dụng vào ngày" not in text
+
+
+async def test_id_card_fee_is_halved_until_the_end_of_2026(db: AsyncEngine, tmp_path: Path) -> None:
+    """Circular 64/2025 halves the ID card fee from 1/7/2025 to 31/12/2026; Circular 73/2024 applies again in 2027."""
+    content = _content(tmp_path)
+    last_day = await ask_fee(db, content, "id_card", _vn(dt.date(2026, 12, 31), 20))
+    assert "• Cấp đổi thẻ căn cước, mỗi lần nộp: <b>25.000 đồng</b>" in last_day
+    assert "• Cấp lại thẻ căn cước (mất, hỏng), mỗi lần nộp: <b>35.000 đồng</b>" in last_day
+    assert "Thông tư 64/2025/TT-BTC, Điều 1" in last_day and "kiểm tra trên Cổng dịch vụ công khi nộp" in last_day
+    next_day = await ask_fee(db, content, "id_card", _vn(dt.date(2027, 1, 1), 8))
+    amounts = next_day.split("\n\n")[1]
+    assert "• Cấp đổi thẻ căn cước, mỗi lần nộp: <b>50.000 đồng</b>" in amounts and "25.000" not in amounts
+    assert "• Cấp lại thẻ căn cước (mất, hỏng), mỗi lần nộp: <b>70.000 đồng</b>" in amounts

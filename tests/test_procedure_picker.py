@@ -118,11 +118,11 @@ async def test_a_fact_read_only_in_secondary_sources_asks_to_check_and_carries_n
     assert "Kiểm tra ngày" not in reply.text and "Quyết định 5710/QĐ-BCA-C06" in reply.text
 
 
-async def test_id_card_fee_quotes_the_full_rate_after_the_2025_reduction(content: Content) -> None:
+async def test_id_card_fee_quotes_the_full_rate_after_the_2026_reduction(content: Content) -> None:
     section = procedures_section(content)
-    december = {(r.for_, r.amount_vnd) for r in section.rules_on("id_card", dt.date(2025, 12, 31))}
-    january = {(r.for_, r.amount_vnd) for r in section.rules_on("id_card", dt.date(2026, 1, 1))}
-    assert december == {("id_exchange", 25000), ("id_reissue", 35000)}
-    assert january == {("id_exchange", 50000), ("id_reissue", 70000)}
-    # The full amounts were not read in the circular itself: no checked date, the answer asks to check.
+    december = {(r.for_, r.amount_vnd) for r in section.rules_on("id_card", dt.date(2026, 12, 31))}
+    january = {(r.for_, r.amount_vnd) for r in section.rules_on("id_card", dt.date(2027, 1, 1))}
+    assert december == {("id_exchange", 25000), ("id_reissue", 35000), ("id_from_cccd", 15000)}
+    assert january == {("id_exchange", 50000), ("id_reissue", 70000), ("id_from_cccd", 30000)}
+    # The amounts were not read in the circulars themselves: no checked date, the answer asks to check.
     assert all(r.checked is None for r in section.rules_on("id_card", dt.date(2026, 12, 6)))
