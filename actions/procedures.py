@@ -87,16 +87,18 @@ class ProceduresCapability(Capability):
         pid = nlu.entity("procedure") if nlu else None
         aspect = nlu.entity("aspect") if nlu else None
         log.info("procedure_asked", procedure=pid, aspect=aspect)
-        return [await self._answer(ctx, pid, aspect, edit=False)]
+        return [await self.answer(ctx, pid, aspect, edit=False)]
 
     async def on_callback(self, inc: Incoming, ctx: Context) -> list[Reply]:
         assert inc.callback is not None
         action, args = inc.callback
         if action == SHOW and args:
-            return [await self._answer(ctx, args[0], args[1] if len(args) > 1 else None, edit=True)]
+            return [await self.answer(ctx, args[0], args[1] if len(args) > 1 else None, edit=True)]
         return [self._list(ctx, edit=True, group=args[0] if args else None)]
 
-    async def _answer(self, ctx: Context, pid: str | None, aspect: str | None, *, edit: bool) -> Reply:
+    async def answer(self, ctx: Context, pid: str | None, aspect: str | None, *, edit: bool) -> Reply:
+        """One procedure's aspect (or its overview, or the picker when `pid` is unknown), with the feedback
+        buttons; the renewal capability answers the ID card's aspects with it too."""
         if pid not in self.section.order:
             return self._list(ctx, edit=edit)
         assert pid is not None

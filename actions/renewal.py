@@ -1,5 +1,10 @@
 """The ID-card renewal capability: asks the date of birth and issue date, tells when the card must be replaced.
 
+Every question about the ID card itself is `id_card_renewal` (docs/intents.md). One that names an aspect ("how
+much does re-issuing cost", "where do I apply") is answered at once with the `id_card` procedure's text for that
+aspect, a button away from the age rule; one that does not gets the age rule, the date question, and a button to
+the procedure.
+
 Privacy: the date of birth is stored (store.models_guides.RenewalDialogue) only between the two questions and
 deleted as soon as the answer is shown, when the citizen types something that is not a date, or after
 DIALOGUE_TTL by `purge_stale`. The issue date is never stored; neither date is logged.
@@ -8,6 +13,7 @@ DIALOGUE_TTL by `purge_stale`. The issue date is never stored; neither date is l
 from __future__ import annotations
 
 import calendar
+import dataclasses
 import datetime as dt
 import re
 from collections.abc import Awaitable, Callable
@@ -18,7 +24,7 @@ from sqlalchemy import ColumnElement, delete, exists
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from actions.base import Capability, Context
-from actions.procedures import checked_line
+from actions.procedures import SHOW, ProceduresCapability, checked_line
 from actions.renewal_rules import next_replacement
 from kernel import callbacks
 from kernel.content import Content
@@ -34,6 +40,7 @@ callbacks.register(START, PICK, REMIND)
 
 RemindHook = Callable[[Incoming, Context, dt.date], Awaitable[list[Reply]]]
 
+ID_CARD = "id_card"  # the procedure of data/content/procedures.yml: exchanging or re-issuing the card
 DIALOGUE_TTL = dt.timedelta(hours=24)
 FIRST_DECADE = 1920
 FIRST_CARD_YEAR = 2016  # the first citizen-ID (CCCD) cards; older documents are 9-digit CMNDs
@@ -79,14 +86,26 @@ class RenewalCapability(Capability):
 
     intents: tuple[str, ...] = ("id_card_renewal",)
 
-    def __init__(self, content: Content, remind: RemindHook | None = None) -> None:
+    def __init__(
+        self, content: Content, remind: RemindHook | None = None, procedures: ProceduresCapability | None = None
+    ) -> None:
         self.content = content
         self.remind = remind
+        self.procedures = procedures
         self.callbacks: tuple[str, ...] = (START, PICK, REMIND) if remind else (START, PICK)
 
     # --- the router's entry points --------------------------------------------------------------------
 
     async def on_intent(self, inc: Incoming, ctx: Context) -> list[Reply]:
+        nlu = inc.nlu
+        aspect = nlu.entity("aspect") if nlu else None
+        named = nlu.entity("procedure") if nlu else None
+        if self.procedures is not None and aspect is not None and named in (None, ID_CARD):
+            # A clear question gets its answer in one reply; the age rule stays one press away.
+            log.info("renewal_aspect", aspect=aspect)
+            reply = await self.procedures.answer(ctx, ID_CARD, aspect, edit=False)
+            when = (Button(ctx.t("renewal.btn_when"), callbacks.encode(START)),)
+            return [dataclasses.replace(reply, buttons=(when, *reply.buttons))]
         return [await self._begin(ctx, edit=False)]
 
     async def on_callback(self, inc: Incoming, ctx: Context) -> list[Reply]:
@@ -161,7 +180,12 @@ class RenewalCapability(Capability):
         # The rule first: "at what age must the card be renewed?" is answered before any date is asked for.
         rule = "\n".join(p for p in (ctx.t("renewal.rule"), checked_line(ctx, "renewal.rule")) if p)
         intro = "\n\n".join(p for p in (lead, rule, ctx.t("renewal.intro")) if p)
-        return self._question(ctx, _BIRTH, "", lead=intro, edit=edit)
+        question = self._question(ctx, _BIRTH, "", lead=intro, edit=edit)
+        if self.procedures is None:
+            return question
+        # Documents, fee, time and place of the exchange or re-issue: the procedure's own answers.
+        procedure = (Button(ctx.t("renewal.btn_procedure"), callbacks.encode(SHOW, ID_CARD, "")),)
+        return dataclasses.replace(question, buttons=(*question.buttons, procedure))
 
     async def _pick(self, ctx: Context, field: str, digits: str) -> Reply:
         dialogue = await self._dialogue(ctx)

@@ -142,6 +142,7 @@ def build_capabilities(w: Wiring) -> list[Capability]:
     async def dossier_deadlines(session: AsyncSession, user_id: int, code: str, deadlines: list[Any]) -> None:
         await sync_dossier_deadlines(session, user_id, code, deadlines, tz=tz)
 
+    procedures = ProceduresCapability(content)
     return [
         HandoverCapability(
             hours,
@@ -154,7 +155,7 @@ def build_capabilities(w: Wiring) -> list[Capability]:
         FeedbackCapability(),
         PrivacyCapability(content),
         reminders,
-        RenewalCapability(content, remind=reminders.remind_renewal),
+        RenewalCapability(content, remind=reminders.remind_renewal, procedures=procedures),
         DossierCapability(
             max_follows=s.dossier_max_follows,
             poll_interval_s=s.portal_poll_interval_s,
@@ -167,7 +168,7 @@ def build_capabilities(w: Wiring) -> list[Capability]:
             hash_secret=s.portal_client_secret.get_secret_value(),
         ),
         EidCapability(content),
-        ProceduresCapability(content),
+        procedures,
         News(areas),
         StatsCapability(),
         ConsoleCapability(),

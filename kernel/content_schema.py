@@ -313,6 +313,8 @@ CODE_KEYS = (
             "btn_back",
             "btn_month",
             "btn_decade",
+            "btn_procedure",
+            "btn_when",
         ]
     ),
 )

@@ -27,7 +27,7 @@ from kernel.content_schema import ASPECTS, guides_section, procedures_section
 from kernel.types import Button, Entity, Incoming, Reply, Understanding
 from store.all_models import Base
 from store.models import User
-from store.models_guides import GuideProgress
+from store.models_guides import GuideProgress, RenewalDialogue
 
 NOW = dt.datetime(2025, 6, 15, 3, 0, tzinfo=dt.UTC)
 USER = 4242
@@ -45,10 +45,11 @@ class Harness:
         self.content = content
         self.lang = lang
         self.settings = Settings(_env_file=None)  # type: ignore[call-arg]
+        procedures = ProceduresCapability(content)
         self.caps: list[Any] = [
             EidCapability(content),
-            ProceduresCapability(content),
-            RenewalCapability(content, remind=_fake_remind),
+            procedures,
+            RenewalCapability(content, remind=_fake_remind, procedures=procedures),
             FeedbackCapability(),
         ]
 
@@ -368,3 +369,28 @@ async def test_every_button_of_every_flow_leads_somewhere(db: AsyncEngine, conte
     returns = {f"g_ret|{gid}|{n}" for gid, n in every_step if book.guides[gid].branch_for(n)}
     assert returns <= pressed, f"detours that never lead back: {sorted(returns - pressed)}"
     assert any(d.startswith("r_pick|i|") and len(d) == 17 for d in pressed)  # a renewal answered by buttons
+
+
+async def test_an_id_card_question_naming_an_aspect_is_answered_in_one_reply(bot: Harness, content: Content) -> None:
+    """ "Cấp lại căn cước bị mất hết bao nhiêu tiền?" is the ID card's fee, at once; the age rule is a button away."""
+    [reply] = await bot.intent("id_card_renewal", aspect="fee", procedure="id_card")
+    name = content.text("procedures.id_card.name", "vi")
+    assert name in reply.text and content.text("procedures.aspect.fee", "vi") in reply.text
+    assert content.text("renewal.ask_birth", "vi") not in reply.text  # no date question in front of the answer
+    async with bot.sessions() as session:
+        assert await session.get(RenewalDialogue, USER) is None  # and no date of birth is waited for
+    [rule] = await bot.press(button(reply, content.text("renewal.btn_when", "vi")))
+    assert content.text("renewal.ask_birth", "vi") in rule.text
+
+
+async def test_an_aspect_of_another_procedure_does_not_hijack_the_renewal(bot: Harness, content: Content) -> None:
+    [reply] = await bot.intent("id_card_renewal", aspect="fee", procedure="passport")
+    assert content.text("renewal.ask_birth", "vi") in reply.text
+
+
+async def test_the_renewal_question_offers_the_procedure_itself(bot: Harness, content: Content) -> None:
+    [reply] = await bot.intent("id_card_renewal")
+    assert content.text("renewal.ask_birth", "vi") in reply.text
+    [overview] = await bot.press(button(reply, content.text("renewal.btn_procedure", "vi")))
+    assert content.text("procedures.id_card.name", "vi") in overview.text
+    assert content.text("procedures.aspect.documents", "vi") in labels(overview)
