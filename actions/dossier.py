@@ -29,6 +29,7 @@ from kernel.types import Button, Incoming, Reply, Understanding
 from portal.budget import LookupBudget
 from portal.client import DossierNotFound, PortalError, PortalUnavailable, VerificationFailed, code_ref
 from portal.codes import find_code, looks_like_code_attempt, normalize_code
+from portal.errors import count_error
 from portal.models import Dossier
 from portal.poller import DossierSource, next_poll_time
 from store.models import User
@@ -428,9 +429,12 @@ class DossierCapability(Capability):
                 raise fetched
             return await self._read(self._portal(ctx), code, key)
         except PortalError as exc:
-            return self._no_dossier(exc, code, ctx)
+            return await self._no_dossier(exc, code, ctx)
 
-    def _no_dossier(self, exc: PortalError, code: str, ctx: Context) -> _NoDossier:
+    async def _no_dossier(self, exc: PortalError, code: str, ctx: Context) -> _NoDossier:
+        """The reply for a lookup the portal did not answer with a dossier; a portal error (not an unknown code) is
+        counted for the staff dashboard by kind and local day (portal/errors.py), once per lookup."""
+        await count_error(ctx.session, ctx.now.astimezone(self._tz(ctx)).date(), exc)
         if isinstance(exc, DossierNotFound):
             return _NoDossier(Reply(ctx.t("dossier.not_found", code=code), ((self._other_button(ctx),),)))
         if isinstance(exc, PortalUnavailable):
@@ -593,7 +597,7 @@ class DossierCapability(Capability):
             await self._clear_prompt(ctx)
             return [Reply(ctx.t("dossier.verify_locked", code=code, minutes=self._lock_minutes(row, ctx)))]
         except PortalError as exc:
-            return [self._no_dossier(exc, code, ctx).reply]
+            return [(await self._no_dossier(exc, code, ctx)).reply]
         row = await self._record(code, ctx, lookup)
         row.failures = 0
         if dossier.full and dossier.dossier_key:

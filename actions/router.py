@@ -7,6 +7,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Protocol
+from zoneinfo import ZoneInfo
 
 import structlog
 from sqlalchemy import BigInteger, CompoundSelect, bindparam, literal_column, select, union_all
@@ -14,6 +15,7 @@ from sqlalchemy import BigInteger, CompoundSelect, bindparam, literal_column, se
 from actions.base import Capability, Context, Hook, Services
 from actions.faq import Faq
 from actions.lang import detect
+from actions.stats import begins_conversation, count_conversation
 from core.pii import redact
 from kernel import callbacks
 from kernel.types import Button, Incoming, Reply, Understanding
@@ -120,7 +122,28 @@ class Assistant:
 
     # ---- entry points ----------------------------------------------------------------------------------
 
+    # Each is the citizen's update: does it begin a conversation (decided before the handler runs, counted after it,
+    # so the day's one counter row is written, and locked, only from then to the commit)?
+
     async def on_command(self, name: str, args: str, inc: Incoming, ctx: Context) -> list[Reply]:
+        begins = self._begins_conversation(inc, ctx)
+        return await self._counted(begins, ctx, await self._command(name, args, inc, ctx))
+
+    async def on_text(self, inc: Incoming, ctx: Context) -> list[Reply]:
+        begins = self._begins_conversation(inc, ctx)
+        return await self._counted(begins, ctx, await self._text(inc, ctx))
+
+    async def on_callback(self, inc: Incoming, ctx: Context) -> list[Reply]:
+        begins = self._begins_conversation(inc, ctx)
+        return await self._counted(begins, ctx, await self._callback(inc, ctx))
+
+    async def on_media(self, inc: Incoming, ctx: Context) -> list[Reply]:
+        """A photo, sticker, voice note, location or contact. A capability waiting for a photo (a broadcast being
+        composed) or relaying messages (an open handover ticket) takes it; otherwise the citizen is told."""
+        begins = self._begins_conversation(inc, ctx)
+        return await self._counted(begins, ctx, await self._media(inc, ctx))
+
+    async def _command(self, name: str, args: str, inc: Incoming, ctx: Context) -> list[Reply]:
         if name in ("start", "menu", "help"):  # the citizen starts over: nothing waits for their next message
             for cap in self._text_releases:
                 await cap.release_text(ctx)
@@ -192,7 +215,7 @@ class Assistant:
             hits = {int(i) for i in rows.all()}
         return [cap for i, cap in self._text_takers if i in hits or i not in self._probed]
 
-    async def on_text(self, inc: Incoming, ctx: Context) -> list[Reply]:
+    async def _text(self, inc: Incoming, ctx: Context) -> list[Reply]:
         text = (inc.text or "").strip()
         if not text:
             return [await self.menu(ctx, "common.empty")]
@@ -214,7 +237,7 @@ class Assistant:
                 nlu = await self.nlu.parse(text)
             except self._unavailable:
                 return [await self.menu(ctx, "common.nlu_down")]
-        answered = await self.on_understood(replace(inc, nlu=nlu), ctx)
+        answered = await self.on_understood(replace(inc, nlu=nlu, spoken=spoken), ctx)
         if put_aside and answered:
             first = answered[0]
             answered[0] = replace(first, text=f"<i>{ctx.t('conversation.put_aside')}</i>\n\n{first.text}")
@@ -253,7 +276,7 @@ class Assistant:
         await self._observe(inc, ctx, None if nlu.intent == "out_of_scope" else nlu.intent)
         return await self.dispatch(nlu.intent, inc, ctx)
 
-    async def on_callback(self, inc: Incoming, ctx: Context) -> list[Reply]:
+    async def _callback(self, inc: Incoming, ctx: Context) -> list[Reply]:
         assert inc.callback is not None
         action, args = inc.callback
         if action == "c_menu":
@@ -276,9 +299,7 @@ class Assistant:
             return [await self.menu(ctx, "common.stale_button")]
         return await cap.on_callback(inc, ctx)
 
-    async def on_media(self, inc: Incoming, ctx: Context) -> list[Reply]:
-        """A photo, sticker, voice note, location or contact. A capability waiting for a photo (a broadcast being
-        composed) or relaying messages (an open handover ticket) takes it; otherwise the citizen is told."""
+    async def _media(self, inc: Incoming, ctx: Context) -> list[Reply]:
         for cap in self._media_takers:
             if await cap.wants_media(inc, ctx):
                 return await cap.on_media(inc, ctx)
@@ -344,6 +365,22 @@ class Assistant:
         picks = [first, second]
         return [i for i in picks if i in self.by_intent or (i in SMALL_TALK and i != "out_of_scope")]
 
+    def _begins_conversation(self, inc: Incoming, ctx: Context) -> bool:
+        """Does this update begin a conversation (actions/stats.py `begins_conversation`)? Decided from the citizen's
+        own row, before anything of the update is written; staff at work in their group are in none."""
+        if inc.chat_id == ctx.settings.staff_chat_id:
+            return False
+        return begins_conversation(ctx.user.last_seen_at, ctx.now, ZoneInfo(ctx.settings.timezone), new=_is_new(ctx))
+
+    async def _counted(self, begins: bool, ctx: Context, replies: list[Reply]) -> list[Reply]:
+        """The update's replies, once the conversation it began (if it did) is counted: by local day, nothing about
+        who. The row's last_seen_at moves to now with it: the adapter keeps it to the minute, and a conversation
+        begun at 00:00:10 after a message at 23:59:30 must not begin again at 00:00:20."""
+        if begins:
+            await count_conversation(ctx.session, ctx.now.astimezone(ZoneInfo(ctx.settings.timezone)).date())
+            ctx.user.last_seen_at = ctx.now
+        return replies
+
     async def _observe(self, inc: Incoming, ctx: Context, intent: str | None) -> None:
         """Tell the capabilities that keep figures or context (staff statistics, the messages shown to staff on
         a handover) what a typed message was understood as: `intent` None when it was not understood."""
@@ -402,6 +439,8 @@ def _aware(moment: dt.datetime, ctx: Context) -> dt.datetime:
 def _is_new(ctx: Context) -> bool:
     """The citizen's row was created by this update: its created_at is this update's time, not an earlier one's."""
     created = ctx.user.created_at
+    if created is None:  # not written yet: a row made outside the adapter
+        return True
     if created.tzinfo is None:
         created = created.replace(tzinfo=ctx.now.tzinfo)
     return abs((ctx.now - created).total_seconds()) < NEW_USER_S

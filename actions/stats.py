@@ -1,4 +1,6 @@
-"""Staff figures (/stats): activity, understanding, top intents, handovers, ratings and 👍/👎 over 7 and 30 days."""
+"""Staff figures (/stats): activity, understanding, top intents, handovers, ratings and 👍/👎 over 7 and 30 days; and
+the anonymous daily counters the router keeps for them and the console: messages by intent and by style of writing,
+and conversations begun."""
 
 from __future__ import annotations
 
@@ -12,12 +14,11 @@ from sqlalchemy import bindparam, case, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from actions.base import Capability, Context
-from actions.lang import detect
 from actions.staff import is_staff, refused
 from core.text import has_diacritics
 from kernel.types import Incoming, Reply
 from store.models import User
-from store.models_handover import CLOSED, Feedback, MessageCount, StyleCount, Ticket
+from store.models_handover import CLOSED, ConversationCount, Feedback, MessageCount, StyleCount, Ticket
 
 log = structlog.get_logger(__name__)
 
@@ -42,12 +43,42 @@ _STYLE_UPSERT = text(
 ).bindparams(bindparam("day", type_=StyleCount.__table__.c.day.type))
 STYLES = ("vi_accented", "vi_plain", "en")  # the field set's three styles (docs/nlu.md)
 
+_CONVERSATION_UPSERT = text(
+    "INSERT INTO conversation_counts (day, conversations) VALUES (:day, 1) "
+    "ON CONFLICT (day) DO UPDATE SET conversations = conversation_counts.conversations + 1"
+).bindparams(bindparam("day", type_=ConversationCount.__table__.c.day.type))
+CONVERSATION_GAP = dt.timedelta(minutes=30)
 
-def writing_style(text: str) -> str:
-    """How a message is written: Vietnamese with diacritics, English, or Vietnamese without them (teencode too)."""
+
+def writing_style(text: str, spoken: str | None) -> str:
+    """How a message is written: Vietnamese with diacritics, English, or Vietnamese without them (teencode too).
+    `spoken` is the language the router detected in it (actions/lang.py `detect`), not detected again here."""
     if has_diacritics(text):
         return "vi_accented"
-    return "en" if detect(text) == "en" else "vi_plain"
+    return "en" if spoken == "en" else "vi_plain"
+
+
+def begins_conversation(last_seen: dt.datetime | None, now: dt.datetime, tz: ZoneInfo, *, new: bool = False) -> bool:
+    """Does a citizen's update at `now` begin a conversation? A conversation is what a staff member would call one
+    sitting: it begins with the citizen's first update (a message, a command or a button press) ever (`new`), of the
+    local day, or after 30 minutes or more without one (CONVERSATION_GAP), and goes on while they keep writing.
+
+    A day's figure then counts every citizen seen that day at least once (one who writes at 23:50 and again at
+    00:10 begins one on each day), and a citizen who comes back after lunch is a second conversation, not the
+    same one. `last_seen` is the citizen's row's `last_seen_at` (bot/adapter.py keeps it to the minute), so a
+    silence is measured from their last update to within a minute."""
+    if new or last_seen is None:
+        return True
+    if last_seen.tzinfo is None:
+        last_seen = last_seen.replace(tzinfo=dt.UTC)
+    if now - last_seen >= CONVERSATION_GAP:
+        return True
+    return last_seen < now and last_seen.astimezone(tz).date() < now.astimezone(tz).date()
+
+
+async def count_conversation(session: AsyncSession, day: dt.date) -> None:
+    """Count one conversation begun on `day` (the local date): one atomic upsert, the same SQL on both databases."""
+    await session.execute(_CONVERSATION_UPSERT, {"day": day})
 
 
 async def count_message(
@@ -61,25 +92,9 @@ async def count_message(
     """
     key = (intent or "")[:64] if understood else ""
     fallback = 0 if understood else 1
-    if session.get_bind().dialect.name in ("postgresql", "sqlite"):
-        await session.execute(_COUNT_UPSERT, {"day": day, "intent": key, "fallbacks": fallback})
-        if style is not None:
-            await session.execute(_STYLE_UPSERT, {"day": day, "style": style, "fallbacks": fallback})
-        return
-    row = await session.get(MessageCount, (day, key), with_for_update=True)
-    if row is None:
-        session.add(MessageCount(day=day, intent=key, handled=1, fallbacks=fallback))
-    else:
-        row.handled += 1
-        row.fallbacks += fallback
-    if style is None:
-        return
-    by_style = await session.get(StyleCount, (day, style), with_for_update=True)
-    if by_style is None:
-        session.add(StyleCount(day=day, style=style, handled=1, fallbacks=fallback))
-    else:
-        by_style.handled += 1
-        by_style.fallbacks += fallback
+    await session.execute(_COUNT_UPSERT, {"day": day, "intent": key, "fallbacks": fallback})
+    if style is not None:
+        await session.execute(_STYLE_UPSERT, {"day": day, "style": style, "fallbacks": fallback})
 
 
 @dataclass
@@ -196,7 +211,7 @@ class StatsCapability(Capability):
     async def observe(self, inc: Incoming, ctx: Context, intent: str | None) -> None:
         """The router's report on each typed message: counted by local day, understood or not."""
         day = ctx.now.astimezone(ZoneInfo(ctx.settings.timezone)).date()
-        style = writing_style(inc.text) if inc.text else None
+        style = writing_style(inc.text, inc.spoken) if inc.text else None
         await count_message(ctx.session, day, intent is not None, intent, style)
 
     async def on_command(self, name: str, args: str, inc: Incoming, ctx: Context) -> list[Reply]:

@@ -339,6 +339,7 @@ def _start_background(runtime: Runtime, sender: TelegramSender) -> None:
             interval_s=s.portal_poll_interval_s,
             budget_rps=s.portal_budget_rps,
             run_s=s.portal_poll_run_s,
+            tz=tz,
         )
         scheduler.add_job(
             runtime.poller.run_once,

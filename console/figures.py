@@ -14,9 +14,20 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import ColumnElement, Date, case, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from portal.errors import KINDS as PORTAL_ERROR_KINDS
+from portal.errors import OTHER as OTHER_PORTAL_ERROR
 from store.models import NluReview
 from store.models_dossier import DossierFollow
-from store.models_handover import CLOSED, Feedback, MessageCount, StyleCount, Ticket, TicketMessage
+from store.models_handover import (
+    CLOSED,
+    ConversationCount,
+    Feedback,
+    MessageCount,
+    PortalErrorCount,
+    StyleCount,
+    Ticket,
+    TicketMessage,
+)
 from store.models_news import DRAFT, Broadcast, Delivery
 from store.models_reminders import CANCELLED, STOPPED, Reminder
 from store.models_staff import AuditEntry
@@ -87,6 +98,13 @@ class Day:
     reminders_snoozed: int = 0  # repeats asked for from a sent reminder (snooze or "tomorrow")
     reminders_stopped: int = 0
     reminders_cancelled: int = 0
+    conversations: int = 0  # begun that day (actions/stats.py begins_conversation)
+    # portal error kind (portal/errors.py KINDS) -> lookups that got no usable answer that day
+    portal_errors: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def portal_errors_total(self) -> int:
+        return sum(self.portal_errors.values())
 
     @property
     def understood(self) -> int:
@@ -186,6 +204,14 @@ class Dashboard:
     def total(self, name: str) -> int:
         return sum(int(getattr(d, name)) for d in self.days)
 
+    def portal_error_total(self, kind: str) -> int:
+        return sum(d.portal_errors.get(kind, 0) for d in self.days)
+
+    @property
+    def portal_error_days(self) -> list[Day]:
+        """The days of the period with a portal error, latest first (the table shows only these)."""
+        return [d for d in reversed(self.days) if d.portal_errors_total]
+
 
 async def compute(session: AsyncSession, period: Period, *, feedback_limit: int | None = TOP_FEEDBACK) -> Dashboard:
     """Every figure of the period; `feedback_limit` None lists every answer voted on (the CSV)."""
@@ -219,6 +245,26 @@ async def compute(session: AsyncSession, period: Period, *, feedback_limit: int 
         .group_by(StyleCount.style)
     )
     styles = {str(st): (int(n or 0), int(f or 0)) for st, n, f in by_style.all()}
+
+    # The anonymous daily counters: a row per day (and kind), keyed by the local day already.
+    for day, n in (
+        await session.execute(
+            select(ConversationCount.day, ConversationCount.conversations).where(
+                ConversationCount.day >= period.first, ConversationCount.day <= period.last
+            )
+        )
+    ).all():
+        days[_as_date(day)].conversations = int(n or 0)
+    for day, kind, n in (
+        await session.execute(
+            select(PortalErrorCount.day, PortalErrorCount.kind, PortalErrorCount.errors).where(
+                PortalErrorCount.day >= period.first, PortalErrorCount.day <= period.last
+            )
+        )
+    ).all():
+        errors = days[_as_date(day)].portal_errors
+        shown = str(kind) if kind in PORTAL_ERROR_KINDS else OTHER_PORTAL_ERROR  # a kind this console predates
+        errors[shown] = errors.get(shown, 0) + int(n or 0)
 
     opened_day = local_day(Ticket.created_at, dialect, period)
     in_period = (Ticket.created_at >= period.since, Ticket.created_at < period.until)

@@ -28,6 +28,7 @@ from console import auth, charts, figures, models, review
 from core.settings import ROOT, Settings
 from nlu.figures import Refusal
 from nlu.tools.common import MODELS
+from portal import errors as portal_errors
 from store.db import unit_of_work
 from store.models_console import ConsoleLink
 from store.models_staff import AuditEntry
@@ -35,6 +36,17 @@ from store.models_staff import AuditEntry
 log = structlog.get_logger(__name__)
 
 PERIODS = (7, 30, 90)
+# The portal error kinds (portal/errors.py KINDS) as the dashboard names them, in the table's order.
+PORTAL_ERROR_LABELS = {
+    portal_errors.TIMEOUT: "Hết giờ chờ",
+    portal_errors.CONNECTION: "Không kết nối được",
+    portal_errors.SERVER_ERROR: "Lỗi máy chủ (5xx)",
+    portal_errors.RATE_LIMITED: "Bị giới hạn (429)",
+    portal_errors.AUTH: "Xác thực bị từ chối",
+    portal_errors.CIRCUIT_OPEN: "Ngắt mạch (không gọi)",
+    portal_errors.BAD_RESPONSE: "Trả lời không dùng được",
+    portal_errors.OTHER: "Khác",
+}
 NONCE = web.RequestKey("nonce", str)  # the response's CSP script nonce
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 Dependencies = Callable[[], Awaitable[dict[str, bool]]]
@@ -265,6 +277,7 @@ class ConsoleServer:
         health = await self.dependencies()
         chart_list = [
             charts.bars("Tin nhắn mỗi ngày", [(d.day, float(d.messages)) for d in dash.days]),
+            charts.bars("Lượt trò chuyện mỗi ngày", [(d.day, float(d.conversations)) for d in dash.days]),
             charts.bars(
                 "Tỷ lệ hiểu được (không dự phòng, không chuyển cán bộ)",
                 [(d.day, d.understood_share) for d in dash.days],
@@ -282,6 +295,7 @@ class ConsoleServer:
             health=health,
             depths=depths,
             periods=PERIODS,
+            portal_kinds=[(kind, PORTAL_ERROR_LABELS[kind]) for kind in portal_errors.KINDS],
             days=len(dash.days),
             minutes=_minutes,
             duration=_duration,
@@ -341,6 +355,15 @@ class ConsoleServer:
         elif series == "styles.csv":
             w.writerow(["style", "messages", "not_understood"])
             w.writerows((style, *counts) for style, counts in sorted(dash.styles.items()))
+        elif series == "conversations.csv":
+            w.writerow(["day", "conversations"])
+            w.writerows((d.day.isoformat(), d.conversations) for d in dash.days)
+        elif series == "portal_errors.csv":  # one row per day and kind that had errors
+            w.writerow(["day", "kind", "errors"])
+            for d in dash.days:
+                w.writerows(
+                    (d.day.isoformat(), k, d.portal_errors[k]) for k in portal_errors.KINDS if k in d.portal_errors
+                )
         elif series == "broadcasts.csv":
             states = ("sent", "blocked", "unknown", "failed", "pending", "sending")
             extra = ("created_by", "approved_by", "started_at", "ended_at", "duration_s")

@@ -72,3 +72,4 @@ class Incoming:
     reply_to: int | None = None  # id of the message this one replies to (staff replying to a ticket post)
     photo: str | None = None  # file_id of the largest size, when the message is a photo
     kind: str = "text"  # text | command | callback | photo | sticker | voice | location | contact | other
+    spoken: str | None = None  # the language the router detected in `text` (actions/lang.py): "vi", "en" or None

@@ -10,6 +10,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
+from zoneinfo import ZoneInfo
 
 import structlog
 from sqlalchemy import delete, func, select, update
@@ -18,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from core.backoff import backoff_s
 from kernel.outbox import Blocked
 from portal.client import DossierNotFound, PortalError, PortalUnavailable, code_ref
+from portal.errors import count_error
 from portal.models import Dossier
 from store.base import utcnow
 from store.models import User
@@ -31,6 +33,7 @@ Notify = Callable[[int, int, Dossier, str], Awaitable[None]]
 DeadlinesHook = Callable[[int, str, list[tuple[str, dt.datetime]]], Awaitable[None]]
 
 _EPOCH = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+PROVINCE_TZ = ZoneInfo("Asia/Ho_Chi_Minh")  # Settings.timezone's default; bot/app.py passes the setting
 
 
 class DossierSource(Protocol):
@@ -133,6 +136,7 @@ class DossierPoller:
         now: Callable[[], dt.datetime] = utcnow,
         pacer: RequestPacer | None = None,
         jitter: Callable[[], float] = random.random,
+        tz: ZoneInfo = PROVINCE_TZ,  # Settings.timezone: the local day a portal error is counted under
     ) -> None:
         self._sessions = sessions
         self._portal = portal
@@ -146,6 +150,7 @@ class DossierPoller:
         self._now = now
         self._pacer = pacer or RequestPacer(budget_rps)
         self._jitter = jitter
+        self._tz = tz
 
     async def run_once(self) -> PollReport:
         report = PollReport()
@@ -164,18 +169,18 @@ class DossierPoller:
                 # Every follower proved the second factor; one key reads the dossier for them all.
                 key = next((c.key for c in followers if c.key), None)
                 dossier = await self._portal.get_dossier(code, key=key)
-            except PortalUnavailable:
+            except PortalUnavailable as exc:
                 report.outage = True
                 log.warning("dossier_poll_outage", dossier=code_ref(code))
-                await self._back_off(followers, report)
+                await self._back_off(followers, report, exc)
                 continue
             except DossierNotFound:
                 log.warning("dossier_poll_not_found", dossier=code_ref(code))
                 await self._back_off(followers, report)
                 continue
-            except PortalError:
+            except PortalError as exc:
                 log.warning("dossier_poll_error", dossier=code_ref(code))
-                await self._back_off(followers, report)
+                await self._back_off(followers, report, exc)
                 continue
             for claim in followers:
                 await self._apply(claim, dossier, report)
@@ -219,9 +224,13 @@ class DossierPoller:
                 claims.append(_Claim(follow.id, follow.user_id, chat_id, lang, follow.code, follow.access_key))
             return claims
 
-    async def _back_off(self, followers: list[_Claim], report: PollReport) -> None:
+    async def _back_off(self, followers: list[_Claim], report: PollReport, error: PortalError | None = None) -> None:
+        """Poll these follows again later; `error`, the portal's failure to answer, is counted for the dashboard
+        (one per request, in the same transaction)."""
         now = self._now()
         async with self._sessions() as session, session.begin():
+            if error is not None:
+                await count_error(session, now.astimezone(self._tz).date(), error)
             for claim in followers:
                 follow = await session.get(DossierFollow, claim.follow_id)
                 if follow is None:

@@ -1,6 +1,7 @@
 """Plausible history for the local sandbox's database, so the staff console (and /stats) has something to show:
-a few weeks of message counts, handover tickets answered by staff (some opened in the evening), reminders sent,
-snoozed and stopped, 👍/👎 on answers with comments, followed dossiers, two broadcasts and a review queue.
+a few weeks of message and conversation counts, portal errors by kind, handover tickets answered by staff (some
+opened in the evening), reminders sent, snoozed and stopped, 👍/👎 on answers with comments, followed dossiers, two
+broadcasts and a review queue.
 Everything is made up here; no row names a real person.
 
 Usage (repo root, after the bot has created the schema):
@@ -24,7 +25,16 @@ from core.settings import ROOT
 from store.db import make_engine, make_sessionmaker, unit_of_work
 from store.models import NluReview, User
 from store.models_dossier import DossierFollow
-from store.models_handover import CLOSED, Feedback, MessageCount, StyleCount, Ticket, TicketMessage
+from store.models_handover import (
+    CLOSED,
+    ConversationCount,
+    Feedback,
+    MessageCount,
+    PortalErrorCount,
+    StyleCount,
+    Ticket,
+    TicketMessage,
+)
 from store.models_news import DONE, Broadcast, Delivery
 from store.models_reminders import CANCELLED, SENT, SOURCE_CITIZEN, STOPPED, Reminder
 
@@ -92,13 +102,42 @@ async def _add_styles(s: AsyncSession, day: dt.date, messages: int, fallbacks: i
             row.fallbacks += f
 
 
+# portal error kind (portal/errors.py KINDS) -> (chance on a given day, most on such a day): mostly slow answers
+PORTAL_ERRORS = {
+    "timeout": (0.5, 3), "server_error": (0.2, 2), "connection": (0.1, 1), "rate_limited": (0.05, 2),
+    "bad_response": (0.05, 1),
+}  # fmt: skip
+OUTAGE_BACK = 9  # days ago: the portal was down for an hour (5xx, then the breaker open), and its token refused
+OUTAGE = {"server_error": 6, "circuit_open": 14, "timeout": 2, "auth": 1}
+
+
+async def _add_conversations(s: AsyncSession, day: dt.date, n: int) -> None:
+    row = await s.get(ConversationCount, day)
+    if row is None:
+        s.add(ConversationCount(day=day, conversations=n))
+    else:
+        row.conversations += n
+
+
+async def _add_portal_errors(s: AsyncSession, day: dt.date, by_kind: dict[str, int]) -> int:
+    for kind, n in by_kind.items():
+        row = await s.get(PortalErrorCount, (day, kind))
+        if row is None:
+            s.add(PortalErrorCount(day=day, kind=kind, errors=n))
+        else:
+            row.errors += n
+    return sum(by_kind.values())
+
+
 async def generate(db_url: str, days: int = 30, now: dt.datetime | None = None, seed: int = 6) -> dict[str, int]:
     """Write `days` days of history ending today; returns how many rows of each kind were added."""
     rnd = random.Random(seed)  # noqa: S311 - made-up history, not a secret: the same seed gives the same rows
     extra = random.Random(seed + 1)  # noqa: S311 - its own stream, so the older figures stay as they were
+    counters = random.Random(seed + 2)  # noqa: S311 - conversations and portal errors, the same way
     now = now or dt.datetime.now(dt.UTC)
     today = now.astimezone(TZ).date()
-    made = {"messages": 0, "tickets": 0, "reminders": 0, "deliveries": 0, "review": 0}
+    made = {"messages": 0, "conversations": 0, "portal_errors": 0, "tickets": 0, "reminders": 0, "deliveries": 0,
+            "review": 0}  # fmt: skip
     engine = make_engine(db_url)
     try:
         async with unit_of_work(make_sessionmaker(engine)) as s:
@@ -121,6 +160,15 @@ async def generate(db_url: str, days: int = 30, now: dt.datetime | None = None, 
                 await _add_counts(s, day, "", lost, lost)
                 made["messages"] += lost
                 await _add_styles(s, day, day_total + lost, lost)
+                # two to three messages a conversation; every day with messages had at least one
+                talks = max(1, round((day_total + lost) / counters.uniform(2.2, 3.2))) if day_total + lost else 0
+                await _add_conversations(s, day, talks)
+                made["conversations"] += talks
+                errors = dict(OUTAGE) if back == OUTAGE_BACK else {}
+                for kind, (chance, most) in PORTAL_ERRORS.items():
+                    if counters.random() < chance * busy:
+                        errors[kind] = errors.get(kind, 0) + counters.randint(1, most)
+                made["portal_errors"] += await _add_portal_errors(s, day, errors)
                 for _ in range(rnd.choice((0, 1, 1, 2)) if busy == 1.0 else 0):
                     opened = dt.datetime.combine(day, dt.time(rnd.randint(8, 16), rnd.randint(0, 59)), TZ)
                     if opened > now:

@@ -1,4 +1,5 @@
-"""Handover tickets and their relayed messages, recent-message rings, answer feedback and daily message counts."""
+"""Handover tickets and their relayed messages, recent-message rings, answer feedback, and the dashboard's anonymous
+daily counters (messages, conversations, portal errors)."""
 
 from __future__ import annotations
 
@@ -147,6 +148,28 @@ class StyleCount(Base):
     style: Mapped[str] = mapped_column(String(16), primary_key=True)
     handled: Mapped[int] = mapped_column(Integer, default=0)
     fallbacks: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ConversationCount(Base):
+    """Conversations begun per local day (actions/stats.py `begins_conversation` says when one begins): the day and
+    a number, nothing about who. Counted by the router from the citizen's own row, so no chat id is kept here."""
+
+    __tablename__ = "conversation_counts"
+
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    conversations: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class PortalErrorCount(Base):
+    """Portal lookups that got no usable answer, per local day and kind of error (portal/tally.py KINDS: timeout,
+    connection, server_error, rate_limited, auth, circuit_open, bad_response, other). Counted where the lookups'
+    callers catch the error (actions/dossier.py, portal/poller.py); anonymous: no dossier code, no citizen."""
+
+    __tablename__ = "portal_error_counts"
+
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    errors: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class MessageCount(Base):

@@ -26,13 +26,24 @@ from nlu.client import NluClient
 from nlu.figures import Figures, field_set_hash
 from nlu.server import RasaServer, latest_model, start_rasa
 from nlu.tools.common import MODELS
+from portal.errors import KINDS as PORTAL_ERROR_KINDS
 from sandbox import history
 from sandbox.telegram.client import SandboxClient
 from store.db import make_engine, make_sessionmaker, migrate, unit_of_work
 from store.models import NluReview, User
 from store.models_console import ConsoleLink
 from store.models_dossier import DossierFollow
-from store.models_handover import CLOSED, WAITING, Feedback, MessageCount, StyleCount, Ticket, TicketMessage
+from store.models_handover import (
+    CLOSED,
+    WAITING,
+    ConversationCount,
+    Feedback,
+    MessageCount,
+    PortalErrorCount,
+    StyleCount,
+    Ticket,
+    TicketMessage,
+)
 from store.models_news import Broadcast, Delivery
 from store.models_reminders import CANCELLED, PENDING, SENT, STOPPED, Reminder
 from store.models_staff import AuditEntry, StaffMember
@@ -189,6 +200,16 @@ async def test_dashboard_figures_are_the_database_s(
             (today - dt.timedelta(days=40), "en", 9, 9),  # outside 30 days
         ]:
             s.add(StyleCount(day=day, style=style, handled=handled, fallbacks=fallbacks))
+        for day, begun in [(today, 5), (today - dt.timedelta(days=2), 3), (today - dt.timedelta(days=40), 50)]:
+            s.add(ConversationCount(day=day, conversations=begun))
+        for day, kind, errors in [
+            (today, "timeout", 2),
+            (today, "server_error", 1),
+            (today - dt.timedelta(days=2), "circuit_open", 4),
+            (today - dt.timedelta(days=2), "gone_fishing", 1),  # a kind this console does not know: "other"
+            (today - dt.timedelta(days=40), "timeout", 9),  # outside 30 days
+        ]:
+            s.add(PortalErrorCount(day=day, kind=kind, errors=errors))
         await s.flush()
         tickets = []
         # opened earlier today in the province's time, whatever the hour the test runs at (a ticket 300 minutes
@@ -303,6 +324,11 @@ async def test_dashboard_figures_are_the_database_s(
             intents = (await r.text()).splitlines()
         async with http.get(f"{base}/csv/styles.csv?days=30") as r:
             styles = (await r.text()).splitlines()
+        async with http.get(f"{base}/csv/conversations.csv?days=30") as r:
+            assert r.headers["Content-Disposition"].startswith('attachment; filename="conversations_')
+            conversations = (await r.text()).splitlines()
+        async with http.get(f"{base}/csv/portal_errors?days=30") as r:
+            portal_errors = (await r.text()).splitlines()
         async with http.get(f"{base}/csv/broadcasts.csv?days=30") as r:
             casts = list(csv.reader((await r.text()).splitlines()))
         async with http.get(f"{base}/csv/feedback?days=30") as r:
@@ -335,12 +361,45 @@ async def test_dashboard_figures_are_the_database_s(
         [*guide, "2", "1", ""],
         ["eid_info", "eid.info", "1", "0", ""],
     ]
+    # conversations: 5 seeded today and the admin's own, asking the bot for the sign-in link (a first message);
+    # 3 two days ago; every other day of the 30 a zero
+    older = (today - dt.timedelta(days=2)).isoformat()
+    assert conversations[0] == "day,conversations" and len(conversations) == 31
+    assert conversations[-1] == f"{today.isoformat()},6" and conversations[-3] == f"{older},3"
+    assert {line.split(",")[1] for line in conversations[1:-3] + conversations[-2:-1]} == {"0"}
+    assert '<div class="kpi" id="kpi-conversations"><b>9</b>' in html
+    chart = html[html.index("<h2>Lượt trò chuyện mỗi ngày</h2>") :].split("</figure>", 1)[0]
+    assert chart.count('<rect class="bar"') == 30
+    assert (
+        f"<title>{today:%d/%m}: 6</title>" in chart
+        and f"<title>{today - dt.timedelta(days=2):%d/%m}: 3</title>" in chart
+    )
+    # portal errors per day and kind: the days with errors, latest first, and the period's totals
+    labels = table(html, "portal-errors")[0][1:-1]
+    assert len(labels) == len(PORTAL_ERROR_KINDS) == 8
+
+    def by_kind(**n: int) -> list[str]:
+        return [str(n.get(kind, 0)) for kind in PORTAL_ERROR_KINDS]
+
+    assert table(html, "portal-errors")[1:] == [
+        [f"{today:%d/%m/%Y}", *by_kind(timeout=2, server_error=1), "3"],
+        [f"{today - dt.timedelta(days=2):%d/%m/%Y}", *by_kind(circuit_open=4, other=1), "5"],
+        ["Cả khoảng", *by_kind(timeout=2, server_error=1, circuit_open=4, other=1), "8"],
+    ]
+    assert "8 lượt tra cứu không có câu trả lời dùng được trong khoảng" in html
+    assert portal_errors == [
+        "day,kind,errors",
+        f"{older},circuit_open,4",
+        f"{older},other,1",
+        f"{today.isoformat()},timeout,2",
+        f"{today.isoformat()},server_error,1",
+    ]
     assert '<div class="kpi" id="kpi-messages"><b>14</b>' in html
     assert '<div class="kpi" id="kpi-understood"><b>71%</b>' in html  # 10 of 14
     assert '<div class="kpi" id="kpi-open"><b>1</b>' in html
     # waits to the first staff answer: 4 and 20 minutes -> median 12, p90 (nearest rank) 20
     assert "<b>12 phút</b>" in html and "p90 20 phút" in html
-    assert html.count('<rect class="bar"') == 4 * 30  # four charts, one bar per day
+    assert html.count('<rect class="bar"') == 5 * 30  # five charts, one bar per day
     # split by office hours: the 4-minute wait and the unanswered ticket in hours, the 20-minute one outside
     assert table(html, "handover") == [
         ["", "Tất cả", "Trong giờ", "Ngoài giờ"],
@@ -581,6 +640,13 @@ async def test_sandbox_history_gives_the_dashboard_something_to_show(tmp_path: P
     # every message of the history in one style of writing, and every fallback too
     assert sum(n for n, _ in dash.styles.values()) == made["messages"] and set(dash.styles) == set(STYLES)
     assert sum(f for _, f in dash.styles.values()) == sum(d.fallbacks for d in dash.days) > 0
+    # conversations: a few messages each, at least one on every day with messages
+    assert dash.total("conversations") == made["conversations"] > 0
+    assert all(0 < d.conversations <= d.messages for d in dash.days if d.messages)
+    # portal errors: every kind the history writes is one the dashboard shows, the outage day among them
+    assert sum(d.portal_errors_total for d in dash.days) == made["portal_errors"] > 0
+    assert {k for d in dash.days for k in d.portal_errors} <= set(PORTAL_ERROR_KINDS)
+    assert dash.portal_error_total("circuit_open") > 0 and dash.portal_error_total("auth") > 0
     assert dash.feedback and any(f.comments for f in dash.feedback)
     assert all(b.duration_s == 80 for b in dash.broadcasts)
 

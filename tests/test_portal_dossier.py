@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -35,6 +36,7 @@ from sandbox.portal.server import PortalEmulator, load_seed
 from store.all_models import Base
 from store.models import User
 from store.models_dossier import DossierFollow, DossierLookup, DossierPrompt
+from store.models_handover import PortalErrorCount
 
 PROCESSING = "000.00.12.H22-240101-0003"
 SUPPLEMENT = "H22.38-240615-0001"
@@ -724,3 +726,109 @@ async def test_looked_up_codes_are_forgotten_a_day_after_their_last_use(cap: Dos
     assert await ctx.session.scalar(select(func.count()).select_from(DossierLookup)) == 1
     (reply,) = await press(cap, ctx, callbacks.encode("ds_pick", PROCESSING))
     assert reply.text == said(ctx.content, "bad_button")  # no longer a code this citizen reached
+
+
+# ---------------------------------------------------------------------------------------------- portal errors counted
+
+# 18:00 UTC is 01:00 the next day in Vietnam: errors are counted under the local day
+LATE = dt.datetime(2026, 3, 1, 18, 0, tzinfo=dt.UTC)
+LOCAL_DAY = dt.date(2026, 3, 2)
+
+
+@contextlib.asynccontextmanager
+async def on_database(db_url: str, content: Content, portal: PortalClient) -> AsyncIterator[Context]:
+    """A citizen's context on a fresh database of the kind `db_url` names (SQLite file or PostgreSQL)."""
+    engine = create_async_engine(db_url)
+    async with engine.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
+    try:
+        async with async_sessionmaker(engine, expire_on_commit=False)() as session:
+            user = User(id=USER_ID, chat_id=USER_ID, lang="vi")
+            session.add(user)
+            await session.flush()
+            yield Context(content, Settings.model_construct(), session, user, LATE, Services(portal=portal))
+    finally:
+        await engine.dispose()
+
+
+def portal_client(emu: PortalEmulator, breaker: CircuitBreaker | None = None, **options: Any) -> PortalClient:
+    base = options.pop("base_url", emu.base_url)
+    token_url = f"{base}/oauth/token" if base != emu.base_url else emu.token_url
+    secret = options.pop("client_secret", "change-me")
+    breaker = breaker or CircuitBreaker(failure_threshold=10, reset_timeout_s=60)
+    return PortalClient(
+        base, token_url, "citizen-assistant", secret, max_attempts=2, backoff_base_s=0.01, breaker=breaker, **options
+    )
+
+
+async def error_counts(ctx: Context) -> dict[tuple[dt.date, str], int]:
+    rows = await ctx.session.execute(select(PortalErrorCount.day, PortalErrorCount.kind, PortalErrorCount.errors))
+    return {(day, kind): n for day, kind, n in rows.all()}
+
+
+Fault = Callable[[PortalEmulator], object]
+
+
+@pytest.mark.parametrize(
+    ("kind", "reply_key", "fault", "options"),
+    [
+        pytest.param("server_error", "portal_down", lambda emu: emu.fail(503), {}, id="5xx"),
+        pytest.param("rate_limited", "portal_down", lambda emu: emu.rate_limit(0, count=None), {}, id="429"),
+        pytest.param(
+            "timeout", "portal_down", lambda emu: emu.slow(2.0), {"read_timeout": 0.2, "deadline_s": 1.0}, id="timeout"
+        ),
+        pytest.param("connection", "portal_down", lambda emu: None, {"base_url": "http://127.0.0.1:9"}, id="refused"),
+        pytest.param("bad_response", "portal_error", lambda emu: emu.malformed(), {}, id="truncated-body"),
+        pytest.param("bad_response", "portal_error", lambda emu: emu.malformed(variant="schema"), {}, id="schema"),
+        pytest.param("auth", "portal_error", lambda emu: None, {"client_secret": "wrong"}, id="credentials-refused"),
+        pytest.param("auth", "portal_error", lambda emu: emu.fail(401), {}, id="fresh-token-rejected"),
+    ],
+)
+async def test_portal_errors_are_counted_by_kind_and_local_day(
+    db_url: str,
+    content: Content,
+    emu: PortalEmulator,
+    kind: str,
+    reply_key: str,
+    fault: Fault,
+    options: dict[str, Any],
+) -> None:
+    """Each failure the emulator can be made to give lands under its kind, once per lookup (not per attempt: the
+    client tries twice), on the local day; the citizen gets the usual answer."""
+    fault(emu)
+    portal = portal_client(emu, **options)
+    try:
+        async with on_database(db_url, content, portal) as ctx:
+            cap = DossierCapability(budget=roomy())
+            for code in (PROCESSING, RECEIVED):
+                (reply,) = await ask(cap, ctx, code)
+                assert reply.text == said(content, reply_key)
+            assert await error_counts(ctx) == {(LOCAL_DAY, kind): 2}
+    finally:
+        await portal.aclose()
+
+
+async def test_an_open_breaker_is_counted_and_the_portal_s_answers_are_not(
+    db_url: str, content: Content, emu: PortalEmulator
+) -> None:
+    clock = [0.0]
+    portal = portal_client(emu, CircuitBreaker(failure_threshold=2, reset_timeout_s=60, clock=lambda: clock[0]))
+    try:
+        async with on_database(db_url, content, portal) as ctx:
+            cap = DossierCapability(budget=roomy())
+            emu.fail(503, count=2)  # both attempts of the first lookup fail: the breaker opens
+            await ask(cap, ctx, PROCESSING)
+            calls = emu.count("dossiers")
+            (reply,) = await ask(cap, ctx, RECEIVED)
+            assert reply.text == said(content, "portal_down") and emu.count("dossiers") == calls  # not asked
+            clock[0] = 61.0  # the cool-down is over: the next lookup is the probe
+            unknown = "000.00.12.H22-240101-9999"
+            (reply,) = await ask(cap, ctx, unknown)
+            assert reply.text == said(content, "not_found", code=unknown)
+            await ask(cap, ctx, SUPPLEMENT)
+            await press(cap, ctx, callbacks.encode("ds_verify", SUPPLEMENT))
+            (reply,) = await type_text(cap, ctx, "0000" if DIGITS[SUPPLEMENT] != "0000" else "1111")
+            assert reply.text == said(content, "verify_wrong", left=2)
+            assert await error_counts(ctx) == {(LOCAL_DAY, "server_error"): 1, (LOCAL_DAY, "circuit_open"): 1}
+    finally:
+        await portal.aclose()

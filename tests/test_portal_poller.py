@@ -21,6 +21,7 @@ from sandbox.portal.server import PortalEmulator, load_seed
 from store.all_models import Base
 from store.models import User
 from store.models_dossier import DossierFollow
+from store.models_handover import PortalErrorCount
 
 PROCESSING = "000.00.12.H22-240101-0003"  # status 4
 RECEIVED = "000.00.12.H22-240103-0002"  # status 2
@@ -323,6 +324,36 @@ async def test_outage_backs_off_keeps_rows_and_sends_nothing(
     assert not report.outage
     assert inbox.sent == [(1, 1_000_001, RECEIVED, 4, "vi")]  # the change is not lost, and told once
     assert all(r.failures == 0 for r in await follows(sessions))
+
+
+async def test_poll_errors_are_counted_by_kind_once_per_request_on_the_local_day(
+    sessions: async_sessionmaker[AsyncSession],
+    emu: PortalEmulator,
+    portal: PortalClient,
+    now: Now,
+    make_poller: MakePoller,
+) -> None:
+    for code in (PROCESSING, RECEIVED, NEW):
+        await follow(sessions, portal, now, 1, code)
+    poller = make_poller(sessions, Inbox(), retry_s=60)
+    now.advance(16.5 * 3600)  # 17:30 UTC: 00:30 the next day in Vietnam
+    emu.fail(503)
+    assert (await poller.run_once()).outage
+    emu.clear_faults()
+    now.advance(INTERVAL)  # past the breaker's cool-down and the back-off: all three due again
+    emu.malformed(count=1)  # one code's answer is unreadable
+    emu.remove_dossier(NEW)  # and one is not known any more: an answer, not an error
+    report = await poller.run_once()
+    assert (report.requests, report.failed, report.outage) == (3, 2, False)
+    async with sessions() as session:
+        rows = (
+            await session.execute(select(PortalErrorCount.day, PortalErrorCount.kind, PortalErrorCount.errors))
+        ).all()
+    # the outage counted once (the other codes were not asked of a portal known to be down), on Vietnam's day
+    assert sorted((day, kind, n) for day, kind, n in rows) == [
+        (dt.date(2026, 3, 3), "bad_response", 1),
+        (dt.date(2026, 3, 3), "server_error", 1),
+    ]
 
 
 async def test_unfollowed_or_inactive_users_are_not_polled(
