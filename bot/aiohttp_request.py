@@ -15,11 +15,12 @@ from collections.abc import Callable
 from typing import Any
 
 import aiohttp
-from telegram._utils.defaultvalue import DefaultValue
 from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
 
 _JSON = {"Content-Type": "application/json"}
+# "No timeout given": PTB passes its public BaseRequest.DEFAULT_NONE (a DefaultValue, whose class is private).
+_DEFAULT = type(BaseRequest.DEFAULT_NONE)
 
 
 class AiohttpRequest(BaseRequest):
@@ -68,9 +69,9 @@ class AiohttpRequest(BaseRequest):
     ) -> tuple[int, bytes]:
         if self._session is None or self._session.closed:
             raise RuntimeError("This AiohttpRequest is not initialized!")
-        read = self._read_timeout if isinstance(read_timeout, DefaultValue) else read_timeout
-        connect = self._connect_timeout if isinstance(connect_timeout, DefaultValue) else connect_timeout
-        pool = self._pool_timeout if isinstance(pool_timeout, DefaultValue) else pool_timeout
+        read = self._read_timeout if isinstance(read_timeout, _DEFAULT) else read_timeout
+        connect = self._connect_timeout if isinstance(connect_timeout, _DEFAULT) else connect_timeout
+        pool = self._pool_timeout if isinstance(pool_timeout, _DEFAULT) else pool_timeout
         # aiohttp has no write timeout of its own: a request body that cannot be written is bounded by the read
         # timeout that follows it. Its `connect` covers waiting for a free pooled connection and connecting.
         timeout = aiohttp.ClientTimeout(

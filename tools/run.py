@@ -24,7 +24,7 @@ from prompt_toolkit import PromptSession
 from prompt_toolkit.patch_stdout import patch_stdout
 
 from core.logs import setup_logging
-from core.settings import ROOT, load_settings
+from core.settings import ROOT, Settings, load_settings
 from nlu.server import RasaServer, start_rasa
 from sandbox import history
 from sandbox.portal.server import PortalEmulator, load_seed
@@ -62,8 +62,39 @@ def stop(proc: subprocess.Popen[bytes], timeout: float = 15) -> None:
             proc.wait()
 
 
-def run_real(rasa_url: str, rasa_token: str) -> int:
-    rasa = start_rasa_for(rasa_url, rasa_token)
+def busy_ports(wanted: list[tuple[str, str, int]]) -> list[str]:
+    """Which of (what, host, port) another program already listens on: said before anything starts, instead of
+    a Rasa that times out or a bot that dies on its health or console port."""
+    busy = []
+    for what, host, port in wanted:
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a port in TIME_WAIT is free to use
+            try:
+                s.bind((host, port))
+            except OSError:
+                busy.append(f"{what} {host}:{port}")
+    return busy
+
+
+def ports_of(settings: Settings) -> list[tuple[str, str, int]]:
+    """The fixed ports `make run` with a real token needs: Rasa's (RASA_URL), and the bot's own when set."""
+    rasa = urlparse(settings.rasa_url)
+    wanted = [("the Rasa server (RASA_URL)", rasa.hostname or "127.0.0.1", rasa.port or 5005)]
+    if settings.health_port is not None:
+        wanted.append(("the health server (HEALTH_PORT)", settings.health_listen, settings.health_port))
+    if settings.console_port is not None:
+        wanted.append(("the staff console (CONSOLE_PORT)", settings.console_listen, settings.console_port))
+    if settings.webhook_url is not None:
+        wanted.append(("the webhook (WEBHOOK_PORT)", settings.webhook_listen, settings.webhook_port))
+    return wanted
+
+
+def run_real(settings: Settings) -> int:
+    busy = busy_ports(ports_of(settings))
+    if busy:
+        say("another program already listens on " + ", ".join(busy) + ": stop it, or set another port in .env")
+        return 1
+    rasa = start_rasa_for(settings.rasa_url, settings.rasa_token.get_secret_value())
     bot = start_bot(dict(os.environ), None)
     say("the bot is running against Telegram; Ctrl-C stops it")
     try:
@@ -427,7 +458,7 @@ async def run_sandbox_async(rasa_url: str, rasa_token: str) -> None:
 def _main() -> int:
     settings = load_settings()
     if settings.telegram_bot_token is not None:
-        return run_real(settings.rasa_url, settings.rasa_token.get_secret_value())
+        return run_real(settings)
     # The sandbox starts its own Rasa on a free port with a token of its own: a second `make run` on the same
     # machine, or a Rasa left running, can neither take its port nor answer in its place (start_rasa waits for
     # *this* process to answer with *this* token).
