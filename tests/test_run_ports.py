@@ -27,7 +27,13 @@ def test_a_taken_port_is_named_and_nothing_starts(tmp_path: Path) -> None:
             "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'run.db'}",
         }
         done = subprocess.run(
-            [sys.executable, "-m", "tools.run"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+            [sys.executable, "-m", "tools.run"],
+            check=False,
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
     assert done.returncode == 1, done.stdout + done.stderr
     assert f"the Rasa server (RASA_URL) 127.0.0.1:{busy}" in done.stdout
