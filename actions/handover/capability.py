@@ -1,15 +1,5 @@
-"""Handover to staff: tickets posted to the staff group, messages relayed both ways, office hours, ratings.
-
-When the bot relays (and so stays silent itself) — the rule:
-- A ticket opened inside office hours relays at once: the citizen's messages go to the staff group until the
-  ticket closes or the citizen presses [Back to the assistant]. If office hours end before anyone took it, the
-  bot answers again (the ticket stays queued) until a staff member takes it.
-- A ticket opened outside office hours is queued: the citizen is told when staff will answer (the next opening
-  time, skipping weekends and data/holidays.yml) and the bot keeps helping; relaying starts when a staff member
-  takes the ticket, and the citizen is told so.
-- A taken ticket relays whatever the hour: a person is answering.
-ID and phone numbers are masked (core.pii.redact) in everything sent to the group, the relayed messages included.
-"""
+"""The handover capability: tickets posted to the staff group, messages relayed both ways through an outbox
+committed with the update, staff commands, ratings. The relay rule: the package docstring."""
 
 from __future__ import annotations
 
@@ -17,25 +7,21 @@ import asyncio
 import dataclasses
 import datetime as dt
 import re
-from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import structlog
-import yaml
-from pydantic import BaseModel, ConfigDict
-from sqlalchemy import ColumnElement, MetaData, delete, exists, select, update
+from sqlalchemy import ColumnElement, delete, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from actions.base import Capability, Context, NotWired, Services
+from actions.handover.office_hours import OfficeHours
+from actions.handover.recent import RING_KEEP, RING_SIZE, AreaLookup, area_from_subscriptions, remember
 from actions.staff import is_staff, refused
 from core.pii import redact
 from kernel import callbacks
 from kernel.content import Content
 from kernel.outbox import Blocked, RetryLater, Sender, SendError, decode, encode
 from kernel.types import Button, Incoming, Reply
-from store.base import Base
 from store.models import User
 from store.models_handover import CLOSED, TAKEN, WAITING, HandoverOutbox, RecentMessage, Ticket, TicketMessage
 
@@ -51,186 +37,17 @@ callbacks.register(*CALLBACKS)
 
 INTENT = "human_handover"
 STAFF_LANG = "vi"  # the staff group works in Vietnamese whatever the citizen's language
-RING_SIZE = 5
-RING_TEXT_CHARS = 300
-RING_KEEP = dt.timedelta(days=1)
 MAX_WAIT_S = 5.0  # the longest a send waits out a 429 before reporting the message as not delivered
 # A ticket message is sent by the process that committed it, right after the commit; one still queued this long
 # after (that process died in between) is sent by the scheduler's pass (`deliver_left`).
 OUTBOX_LEASE = dt.timedelta(seconds=60)
 RELAY_MAX_CHARS = 3500  # room for the prefix under Telegram's 4096-character message limit
-HOLIDAYS_FILE = Path(__file__).resolve().parent.parent / "data" / "holidays.yml"
-DEFAULT_OFFICE_HOURS = "mon-fri 07:30-11:30,13:30-17:00"
-DEFAULT_TIMEZONE = "Asia/Ho_Chi_Minh"
 _ID_ARG = re.compile(r"^\d{1,12}$")
-
-AreaLookup = Callable[[AsyncSession, int], Awaitable[str | None]]
-
-
-# ---- office hours -------------------------------------------------------------------------------------------
-
-
-class Holiday(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    date: dt.date
-    name_vi: str
-    name_en: str
-    source: str
-    checked: dt.date
-    confirmed: bool = True
-
-
-class HolidayFile(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    rule_source: str
-    holidays: list[Holiday]
-
-
-def load_holidays(path: Path = HOLIDAYS_FILE) -> frozenset[dt.date]:
-    """The dates offices are closed, from data/holidays.yml (validated)."""
-    parsed = HolidayFile.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
-    return frozenset(h.date for h in parsed.holidays)
-
-
-_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_SPAN = re.compile(r"^(\d{1,2}):(\d{2})-(\d{1,2}):(\d{2})$")
-
-Interval = tuple[dt.time, dt.time]
-
-
-@dataclass(frozen=True)
-class OfficeHours:
-    """Weekly opening intervals in a local timezone, minus holidays."""
-
-    tz: ZoneInfo
-    weekly: Mapping[int, tuple[Interval, ...]]  # Monday = 0
-    holidays: frozenset[dt.date] = frozenset()
-
-    @classmethod
-    def parse(
-        cls,
-        spec: str = DEFAULT_OFFICE_HOURS,
-        *,
-        holidays: frozenset[dt.date] = frozenset(),
-        timezone: str = DEFAULT_TIMEZONE,
-    ) -> OfficeHours:
-        """`"mon-fri 07:30-11:30,13:30-17:00; sat 08:00-11:00"`: day ranges, then comma-separated intervals
-        (an interval may end at 24:00)."""
-        weekly: dict[int, tuple[Interval, ...]] = {}
-        for group in filter(None, (g.strip() for g in spec.split(";"))):
-            days_part, _, spans_part = group.partition(" ")
-            days = _parse_days(days_part.strip().lower())
-            spans = tuple(_parse_span(s.strip()) for s in spans_part.split(",") if s.strip())
-            if not spans:
-                raise ValueError(f"office hours {group!r}: no time interval")
-            for day in days:
-                weekly[day] = tuple(sorted((*weekly.get(day, ()), *spans)))
-        if not weekly:
-            raise ValueError("office hours: no opening day")
-        return cls(ZoneInfo(timezone), weekly, holidays)
-
-    def _intervals(self, day: dt.date) -> tuple[tuple[dt.datetime, dt.datetime], ...]:
-        if day in self.holidays:
-            return ()
-        return tuple(
-            (dt.datetime.combine(day, start, self.tz), dt.datetime.combine(day, end, self.tz))
-            for start, end in self.weekly.get(day.weekday(), ())
-        )
-
-    def is_open(self, now: dt.datetime) -> bool:
-        local = now.astimezone(self.tz)
-        return any(start <= local < end for start, end in self._intervals(local.date()))
-
-    def next_open(self, now: dt.datetime) -> dt.datetime:
-        """`now` when open, else the start of the next opening interval (aware UTC)."""
-        local = now.astimezone(self.tz)
-        for offset in range(400):  # holidays never close a whole year; bounded so a bad list cannot loop forever
-            for start, end in self._intervals(local.date() + dt.timedelta(days=offset)):
-                if start <= local < end:
-                    return now
-                if start > local:
-                    return start.astimezone(dt.UTC)
-        raise ValueError("office hours: no opening in the next 400 days")
-
-
-def _parse_days(part: str) -> list[int]:
-    out: list[int] = []
-    for item in part.split(","):
-        first, _, last = item.partition("-")
-        if first not in _DAYS or (last and last not in _DAYS):
-            raise ValueError(f"office hours: unknown day {item!r}")
-        a, b = _DAYS.index(first), _DAYS.index(last or first)
-        if b < a:
-            raise ValueError(f"office hours: day range {item!r} runs backwards")
-        out.extend(range(a, b + 1))
-    return out
-
-
-def _parse_span(span: str) -> Interval:
-    m = _SPAN.match(span)
-    if not m:
-        raise ValueError(f"office hours: bad interval {span!r} (want HH:MM-HH:MM)")
-    if int(m[1]) > 23 or int(m[2]) > 59 or int(m[4]) > 59 or int(m[3]) > 24 or (int(m[3]) == 24 and int(m[4])):
-        raise ValueError(f"office hours: bad interval {span!r} (want HH:MM-HH:MM)")
-    start = dt.time(int(m[1]), int(m[2]))
-    # "24:00" closes at the end of the day, so "mon-sun 00:00-24:00" is open round the clock.
-    end = dt.time.max if int(m[3]) == 24 else dt.time(int(m[3]), int(m[4]))
-    if end <= start:
-        raise ValueError(f"office hours: interval {span!r} ends before it starts")
-    return start, end
-
-
-# ---- module functions the router and the scheduler call -----------------------------------------------------
-
-
-async def remember(ctx: Context, text: str, intent: str | None) -> None:
-    """Keep one message (redacted) and what the bot understood in the citizen's ring of RING_SIZE messages.
-
-    The router calls it for each understood or fallen-back text, so a ticket can show staff what came before.
-    """
-    ctx.session.add(RecentMessage(user_id=ctx.user.id, text=redact(text)[:RING_TEXT_CHARS], intent=intent, at=ctx.now))
-    newest = (
-        select(RecentMessage.id)
-        .where(RecentMessage.user_id == ctx.user.id)
-        .order_by(RecentMessage.at.desc(), RecentMessage.id.desc())
-        .limit(RING_SIZE)
-    )
-    # One statement (the INSERT above is flushed before it): everything of this citizen's but the newest RING_SIZE.
-    await ctx.session.execute(
-        delete(RecentMessage)
-        .where(RecentMessage.user_id == ctx.user.id, RecentMessage.id.not_in(newest.scalar_subquery()))
-        .execution_options(synchronize_session=False)
-    )
-
-
-async def purge(session: AsyncSession, now: dt.datetime) -> int:
-    """Delete recent-message rings older than a day; returns how many rows went. Schedule it hourly."""
-    result = await session.execute(delete(RecentMessage).where(RecentMessage.at < now - RING_KEEP))
-    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def handover_button(ctx: Context, origin: str = "fallback", label: str = "handover.btn_talk") -> Button:
     """[Talk to staff] for another menu (the router's fallback menu, the feedback follow-up)."""
     return Button(ctx.t(label), callbacks.encode(OPEN, _safe_arg(origin)))
-
-
-def area_from_subscriptions(metadata: MetaData = Base.metadata) -> AreaLookup:
-    """An area lookup reading the news subscriptions table if one is registered (a table whose name contains
-    "subscri" with `user_id` and `area` columns); without such a table it always answers None (area omitted)."""
-
-    async def lookup(session: AsyncSession, user_id: int) -> str | None:
-        for table in metadata.sorted_tables:
-            if "subscri" in table.name and {"user_id", "area"} <= set(table.c.keys()):
-                rows = await session.execute(
-                    select(table.c.area).where(table.c.user_id == user_id, table.c.area.is_not(None)).limit(3)
-                )
-                areas = sorted({str(a) for a in rows.scalars().all() if a})
-                return ", ".join(areas) or None
-        return None
-
-    return lookup
 
 
 def _safe_arg(value: str) -> str:
