@@ -19,7 +19,16 @@ from store.base import utcnow
 from store.db import make_engine, make_sessionmaker, migrate, unit_of_work
 from store.models import NluReview, User
 from store.models_dossier import DossierFollow
-from store.models_handover import CLOSED, Feedback, MessageCount, Ticket, TicketMessage
+from store.models_handover import (
+    CLOSED,
+    ConversationCount,
+    Feedback,
+    MessageCount,
+    PortalErrorCount,
+    StyleCount,
+    Ticket,
+    TicketMessage,
+)
 from store.models_news import Broadcast, Delivery
 from store.models_reminders import CANCELLED, SENT, STOPPED, Reminder
 from store.models_staff import AuditEntry
@@ -59,6 +68,20 @@ async def _fill(db_url: str, tickets: int, reminders: int, broadcasts: int, per_
             for d in range(DAYS) for k in range(INTENTS)
         ]  # fmt: skip
         await put(MessageCount, counts)
+        # The dashboard's other daily counters: styles of writing, conversations begun, portal errors by kind.
+        await put(StyleCount, [
+            {"day": today - dt.timedelta(days=d), "style": style, "handled": 40 + (d * 5) % 90, "fallbacks": d % 9}
+            for d in range(DAYS) for style in ("vi_accented", "vi_plain", "en")
+        ])  # fmt: skip
+        await put(ConversationCount, [
+            {"day": today - dt.timedelta(days=d), "conversations": 60 + (d * 11) % 140} for d in range(DAYS)
+        ])  # fmt: skip
+        await put(PortalErrorCount, [
+            {"day": today - dt.timedelta(days=d), "kind": kind, "errors": 1 + (d + k) % 6}
+            for d in range(DAYS)
+            for k, kind in enumerate(("timeout", "server_error", "rate_limited"))
+            if (d + k) % 4 == 0
+        ])  # fmt: skip
         opened = [now - dt.timedelta(seconds=(i * 7919) % year_s) for i in range(tickets)]
         await put(Ticket, [
             {"user_id": 1 + i % USERS, "open_user_id": None, "status": CLOSED, "origin": "menu", "lang": "vi",

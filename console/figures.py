@@ -308,7 +308,7 @@ async def compute(session: AsyncSession, period: Period, *, feedback_limit: int 
             days[_as_date(day)].reminders = int(n)
 
     # A snooze or "tomorrow" is a new row pointing at the sent one (parent_id), created when the citizen asked:
-    # the parent_id index finds these repeats among a year of reminders.
+    # the (parent_id, created_at) index finds the period's repeats among a year of reminders.
     asked_day = local_day(Reminder.created_at, dialect, period)
     for day, n in (
         await session.execute(
@@ -323,8 +323,8 @@ async def compute(session: AsyncSession, period: Period, *, feedback_limit: int 
     ).all():
         if _as_date(day) in days:
             days[_as_date(day)].reminders_snoozed = int(n)
-    # Stopped and cancelled are final states: updated_at is when the reminder got there. The state leads the
-    # (state, due_at) index, so only those rows are read.
+    # Stopped and cancelled are final states: updated_at is when the reminder got there; the (state, updated_at)
+    # index reads only the period's rows in those states.
     ended_day = local_day(Reminder.updated_at, dialect, period)
     for day, state, n in (
         await session.execute(

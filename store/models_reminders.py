@@ -54,6 +54,9 @@ class Reminder(Base):
         # The claim query: WHERE state = 'pending' AND due_at <= now ORDER BY due_at.
         Index("ix_reminders_state_due_at", "state", "due_at"),
         Index("ix_reminders_user_id_state", "user_id", "state"),
+        # The console's dashboard: reminders that ended (stopped, cancelled) by when, repeats by when asked for.
+        Index("ix_reminders_state_updated_at", "state", "updated_at"),
+        Index("ix_reminders_parent_id_created_at", "parent_id", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

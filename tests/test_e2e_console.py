@@ -93,10 +93,10 @@ async def test_dashboard_and_review_by_keyboard(
     assert link is not None
     context, page = await sign_in(browser, link, shot="signin")
 
-    # The dashboard: six headline figures and four bar charts drawn from the database.
+    # The dashboard: its headline figures and five bar charts (conversations among them) drawn from the database.
     assert "Số liệu 30 ngày" in await page.locator("h1").inner_text()
-    assert await page.locator("svg.chart").count() == 4
-    assert await page.locator("svg.chart rect.bar").count() == 4 * 30
+    assert await page.locator("svg.chart").count() == 5
+    assert await page.locator("svg.chart rect.bar").count() == 5 * 30
     assert await page.locator("#kpi-open b").inner_text() == "0"
     assert await page.locator("#kpi-reminders b").inner_text() == "40"
     assert "eid_activate" in await page.locator("#top-intents").inner_text()

@@ -2,7 +2,7 @@
 
 Revision ID: b8e2d4f6a0c3
 Revises: a3d5f7b9c1e2
-Create Date: 2026-12-07 09:00:00
+Create Date: 2026-12-06 04:40:00
 """
 from alembic import op
 import sqlalchemy as sa
