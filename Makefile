@@ -7,13 +7,18 @@ RASA_PY   := .rasa-venv/bin/python
 CACHE     ?= $(HOME)/.cache/citizen-assistant
 RASA_ENV  := PYTHONPATH=$(CURDIR) TF_CPP_MIN_LOG_LEVEL=2 SQLALCHEMY_SILENCE_UBER_WARNING=1 RASA_TELEMETRY_ENABLED=false
 SRC       := actions bot broadcast console core kernel nlu portal reminders sandbox store tools tests benchmarks
+# Test worker processes (pytest-xdist), each with its own Rasa server (≈0.7 GB), emulators and databases; a test
+# file stays on one worker, so module fixtures start once. Most of a test's time is spent waiting on sockets.
+WORKERS   ?= 4
+XDIST     := -n $(WORKERS) --dist loadfile
 
-.PHONY: help env model run test lint typecheck pytest test-long bench \
+.PHONY: help env model run test test-fast lint typecheck pytest test-long bench \
         nlu-train nlu-test nlu-score nlu-validate nlu-parse nlu-review nlu-reload audit ask
 
 help:
 	@echo "make run      start the assistant (local sandbox without TELEGRAM_BOT_TOKEN, real Telegram with it)"
 	@echo "make test     set up what is missing, then lint, type-check and run the whole test suite"
+	@echo "make test-fast  lint and the tests that need neither the Rasa server nor PostgreSQL (a few minutes)"
 	@echo "make bench    run the benchmarks (figures in benchmarks/results.json, docs/benchmarks.md)"
 	@echo "make nlu-train | nlu-test | nlu-score | nlu-validate | nlu-parse | nlu-review | nlu-reload   (maintainers)"
 
@@ -43,8 +48,13 @@ typecheck: env
 	@$(PY) -m mypy $(SRC)
 
 pytest: env model nlu-validate
-	@echo "[test] pytest (SQLite$${TEST_DATABASE_URL:+ and PostgreSQL})"
-	@$(PY) -m pytest -q -p no:cacheprovider
+	@echo "[test] pytest (SQLite$${TEST_DATABASE_URL:+ and PostgreSQL}, $(WORKERS) workers)"
+	@$(PY) -m pytest -q -p no:cacheprovider $(XDIST)
+
+# While working: no Rasa server, no PostgreSQL (those tests are deselected or skip with their reason).
+test-fast: env model lint
+	@echo "[test] pytest without the Rasa server, SQLite only, $(WORKERS) workers"
+	@TEST_DATABASE_URL= $(PY) -m pytest -q -p no:cacheprovider $(XDIST) -m "not rasa"
 
 test-long: env model
 	@$(PY) -m pytest -q -s -p no:cacheprovider -m slow --run-slow tests/soak  # -s: print the figures

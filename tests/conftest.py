@@ -30,6 +30,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:  # `make test-fast` leaves out what needs the real Rasa server: marked by the fixture it uses
+        if "rasa" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.rasa)
     if config.getoption("--run-slow"):
         return
     skip = pytest.mark.skip(reason="slow test: run with `make test-long`")
