@@ -10,8 +10,9 @@ How exactly-once holds:
 - An engine that dies leaves its claimed rows in `sending`. Once its heartbeat is stale another engine marks
   them `unknown`: the message may or may not have reached Telegram (the request may have been answered after
   the crash), and Telegram has no idempotency key to ask, so resending could deliver it twice. We prefer a
-  counted, reported uncertainty for a handful of rows (at most three claim batches: the one being sent, one
-  queued and one being handed over; under a second of sending) over duplicate announcements to citizens.
+  counted, reported uncertainty for a handful of rows (the rows claimed but not yet recorded: a batch the claimer
+  holds, one queued, one being sent, and the outcomes not yet written, which are flushed every 0.25 s or once a
+  batch is done; at most five batches, about a second of sending) over duplicate announcements to citizens.
   Everything still `pending` is sent by whoever runs next.
 """
 
