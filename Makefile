@@ -9,7 +9,7 @@ RASA_ENV  := PYTHONPATH=$(CURDIR) TF_CPP_MIN_LOG_LEVEL=2 SQLALCHEMY_SILENCE_UBER
 SRC       := actions bot broadcast console core kernel nlu portal reminders sandbox store tools tests benchmarks
 # Test worker processes (pytest-xdist), each with its own Rasa server (≈0.7 GB), emulators and databases; a test
 # file stays on one worker, so module fixtures start once. Most of a test's time is spent waiting on sockets.
-WORKERS   ?= 4
+WORKERS   ?= 6
 XDIST     := -n $(WORKERS) --dist loadfile
 
 .PHONY: help env model run test test-fast lint typecheck pytest test-long bench \
