@@ -18,7 +18,7 @@ XDIST     := -n $(WORKERS) --dist loadfile
 help:
 	@echo "make run      start the assistant (local sandbox without TELEGRAM_BOT_TOKEN, real Telegram with it)"
 	@echo "make test     set up what is missing, then lint, type-check and run the whole test suite"
-	@echo "make test-fast  lint and the tests that need neither the Rasa server nor PostgreSQL (a few minutes)"
+	@echo "make test-fast  lint and the unit tests (tests/unit: no Rasa, no PostgreSQL; under a minute)"
 	@echo "make bench    run the benchmarks (figures in benchmarks/results.json, docs/benchmarks.md)"
 	@echo "make nlu-train | nlu-test | nlu-score | nlu-validate | nlu-parse | nlu-review | nlu-reload   (maintainers)"
 
@@ -51,13 +51,14 @@ pytest: env model nlu-validate
 	@echo "[test] pytest (SQLite$${TEST_DATABASE_URL:+ and PostgreSQL}, $(WORKERS) workers)"
 	@$(PY) -m pytest -q -p no:cacheprovider $(XDIST)
 
-# While working: no Rasa server, no PostgreSQL (those tests are deselected or skip with their reason).
-test-fast: env model lint
-	@echo "[test] pytest without the Rasa server, SQLite only, $(WORKERS) workers"
-	@TEST_DATABASE_URL= $(PY) -m pytest -q -p no:cacheprovider $(XDIST) -m "not rasa"
+# While working: tests/unit only (no Rasa server, no bot, no model needed), SQLite only (the PostgreSQL variants
+# skip with their reason).
+test-fast: env lint
+	@echo "[test] unit tests (tests/unit), SQLite only, $(WORKERS) workers"
+	@TEST_DATABASE_URL= $(PY) -m pytest -q -p no:cacheprovider $(XDIST) tests/unit
 
 test-long: env model
-	@$(PY) -m pytest -q -s -p no:cacheprovider -m slow --run-slow tests/soak  # -s: print the figures
+	@$(PY) -m pytest -q -s -p no:cacheprovider -m slow --run-slow tests/e2e/soak  # -s: print the figures
 
 nlu-validate: env
 	@$(RASA_ENV) .rasa-venv/bin/rasa data validate --data data/nlu --domain domain.yml --fail-on-warnings

@@ -11,7 +11,7 @@ so deleting the user row deletes their reminders, follows, tickets (and relayed 
 texts, subscriptions, guide progress, drafts and the consent they gave in one statement. Broadcast delivery records
 are the exception: the staff report must still add up, so a delivered one loses everything that points at the
 citizen and keeps only its state (an anonymous count); one not yet sent is dropped. Replies kept through a Telegram
-outage are keyed by chat, not user, and are dropped with it. `tests/test_privacy.py` walks every table of the
+outage are keyed by chat, not user, and are dropped with it. `tests/e2e/test_privacy.py` walks every table of the
 schema, so a new table that refers to citizens cannot escape this.
 
 Staff records (roles, the audit trail of staff actions) are about staff members acting for the authority and

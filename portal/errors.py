@@ -3,7 +3,7 @@
 The lookups' callers count what they catch (actions/dossier.py for a citizen's lookup, portal/poller.py for a
 followed dossier), once per lookup that got no usable answer; "no such dossier" and "wrong phone digits" are the
 portal's answers, not its errors, and are not counted. The kind is read from the exception the client raises and
-what caused it (portal/client.py), so a change there shows in tests/test_portal_dossier.py."""
+what caused it (portal/client.py), so a change there shows in tests/unit/actions/test_dossier.py."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Reads when a reminder is due, and what it is about, from free Vietnamese or English text.
 
 Pure functions: no I/O, no clock of its own (the caller passes `now`). The rules below are product decisions;
-the reminders capability and tests/test_when.py rely on them.
+the reminders capability and tests/unit/reminders/test_when.py rely on them.
 
 Input: any case, extra spaces, with or without Vietnamese diacritics, precomposed or decomposed Unicode.
 A word typed *with* marks must carry the right ones: "tôi" (I) is never read as "tối" (evening) and "tới"
