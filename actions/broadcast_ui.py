@@ -13,9 +13,9 @@ from actions import staff
 from actions.base import Capability, Context
 from actions.news import MAX_MATCHES, search_reply
 from broadcast.audience import Areas, Audience, load_areas, news_topics
-from broadcast.engine import progress_of, report_text
 from broadcast.html import HtmlError, check_html
 from broadcast.message import citizen_reply
+from broadcast.reports import progress_of, report_text
 from kernel import callbacks
 from kernel.types import Button, Incoming, Reply
 from store.models_news import APPROVAL, CANCELLED, DRAFT, QUEUED, RUNNING, SCHEDULED, Broadcast

@@ -36,7 +36,7 @@ from actions.router import Assistant
 from actions.stats import StatsCapability
 from bot.adapter import TelegramAdapter
 from bot.aiohttp_request import AiohttpRequest
-from bot.health import HealthServer, dependency_states, instrument, queue_depths
+from bot.health import HealthServer, database_check, dependency_states, instrument
 from bot.processor import PerChatUpdateProcessor
 from bot.sender import TelegramSender
 from bot.spool import EVERY_S as SPOOL_EVERY_S
@@ -61,6 +61,7 @@ from reminders import schedule as schedule_reminders
 from reminders.store import purge_drafts as purge_reminder_drafts
 from store.db import make_engine, make_sessionmaker, migrate, unit_of_work
 from store.models import NluReview, ProcessedUpdate
+from store.queues import queue_depths
 from store.retention import purge_by_retention
 
 log = structlog.get_logger(__name__)
@@ -257,14 +258,16 @@ def build_application(
             cmds = [BotCommand(c, content.text(f"bot.cmd_{c}", lang)) for c in COMMANDS]
             await app.bot.set_my_commands(cmds, language_code=lang if lang == "en" else None)
         _start_background(runtime, sender)
-        instrument(runtime, app)
+        requests = [bot.request for bot in (app.bot, runtime.port_bot)]
+        instrument(nlu, runtime.portal, [r for r in requests if isinstance(r, AiohttpRequest)])
+        checks = {"database": database_check(sessions), "nlu": nlu.ready}
         if settings.health_port is not None:
-            runtime.health = HealthServer(runtime, settings.health_listen, settings.health_port)
+            runtime.health = HealthServer(sessions, checks, settings.health_listen, settings.health_port)
             await runtime.health.start()
         if settings.console_port is not None:  # refuses to start without CONSOLE_SECRET
 
             async def dependencies() -> dict[str, bool]:
-                return await dependency_states(runtime)
+                return await dependency_states(checks)
 
             runtime.console = ConsoleServer(
                 settings,

@@ -21,8 +21,9 @@ from typing import Any
 import structlog
 
 from broadcast.audience import Audience, load_areas, news_topics
-from broadcast.engine import BroadcastEngine, progress_of
+from broadcast.engine import BroadcastEngine
 from broadcast.html import HtmlError, check_html
+from broadcast.reports import progress_of
 from core.settings import Settings, load_settings
 from kernel.content import Content
 from store.db import make_engine, make_sessionmaker, unit_of_work

@@ -14,6 +14,8 @@ How exactly-once holds:
   holds, one queued, one being sent, and the outcomes not yet written, which are flushed every 0.25 s or once a
   batch is done; at most five batches, about a second of sending) over duplicate announcements to citizens.
   Everything still `pending` is sent by whoever runs next.
+
+What the staff member sees meanwhile (the progress message and the final report) is `broadcast/reports.py`.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ import asyncio
 import contextlib
 import datetime as dt
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -32,8 +34,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from broadcast.audience import Audience
 from broadcast.message import citizen_reply
-from broadcast.ports import MessageEditor
 from broadcast.ratelimit import RateLimiter
+from broadcast.reports import Progress, StaffReports, lang_of, progress_of, report_text
 from core.backoff import backoff_s
 from kernel.content import Content
 from kernel.outbox import Blocked, MaybeDelivered, Migrated, RetryLater, Sender, SendError, Throttled
@@ -60,11 +62,6 @@ from store.models_news import (
 log = structlog.get_logger(__name__)
 
 _D: Table = Delivery.__table__  # type: ignore[assignment]
-STAFF_ATTEMPTS = 4  # tries for one progress edit or report before giving up on it
-# Our spacing in a staff member's chat: Telegram allows about one message a second per chat, and the
-# conversation (Send now's confirmation, the next command) needs its share of it.
-STAFF_INTERVAL_S = 2.0
-REPORTS_DRAIN_S = 12.0  # how long stopping waits for the reports still being sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,47 +90,6 @@ class Job:
     id: int
     paid: bool
     replies: dict[str, Reply]
-
-
-@dataclass(slots=True)
-class Progress:
-    """Counts of one broadcast's deliveries by state."""
-
-    total: int = 0
-    by_state: dict[str, int] = field(default_factory=dict)
-
-    def get(self, state: str) -> int:
-        return self.by_state.get(state, 0)
-
-    @property
-    def remaining(self) -> int:
-        return self.get(PENDING) + self.get(SENDING)
-
-
-async def progress_of(session: AsyncSession, broadcast_id: int) -> Progress:
-    rows = await session.execute(
-        select(Delivery.state, func.count()).where(Delivery.broadcast_id == broadcast_id).group_by(Delivery.state)
-    )
-    by_state = {state: int(n) for state, n in rows.all()}
-    return Progress(sum(by_state.values()), by_state)
-
-
-def report_text(content: Content, lang: str, b: Broadcast, p: Progress, rate: float, *, final: bool) -> str:
-    """The staff member's progress (or final) report for a broadcast."""
-    eta_s = int(p.remaining / rate) if rate > 0 else 0
-    key = "news.report_final" if final else "news.report_progress"
-    return content.text(
-        key,
-        lang,
-        id=b.id,
-        total=p.total,
-        sent=p.get(SENT),
-        failed=p.get(FAILED),
-        blocked=p.get(BLOCKED),
-        unknown=p.get(UNKNOWN),
-        remaining=p.remaining,
-        eta=f"{eta_s // 60}:{eta_s % 60:02d}",
-    )
 
 
 class BroadcastEngine:
@@ -182,10 +138,17 @@ class BroadcastEngine:
         self._wake = asyncio.Event()
         self._last_heartbeat = 0.0
         self._last_recovery = -1e9
-        # Reports to staff run beside delivery, so their pacing and retries never hold up the citizens' sends.
-        self._reports: set[asyncio.Task[None]] = set()
-        self._opening: dict[int, asyncio.Task[None]] = {}  # broadcast id -> sending its progress message
-        self._editing: set[int] = set()  # broadcasts whose progress edit is in flight
+        self.reports = StaffReports(
+            sessions,
+            sender,
+            content,
+            self.limiter,
+            self.stats,
+            rate_of=self._rate,
+            progress_every_s=progress_every_s,
+            backoff_max_s=backoff_max_s,
+            clock=clock,
+        )
 
     # ---- lifecycle -----------------------------------------------------------------------------------
 
@@ -220,7 +183,7 @@ class BroadcastEngine:
                             await self._wake.wait()
                     self._wake.clear()
         finally:
-            await self._drain_reports()
+            await self.reports.drain()
             await self._retire()
             log.info("broadcast.engine_stopped", worker=self.worker_id)
 
@@ -234,27 +197,8 @@ class BroadcastEngine:
                 if not worked:
                     await asyncio.sleep(min(self.idle_poll_s, 0.2))
         finally:
-            await self._drain_reports()
+            await self.reports.drain()
             await self._retire()
-
-    def _spawn(self, coro: Awaitable[None], name: str) -> asyncio.Task[None]:
-        async def run() -> None:
-            try:
-                await coro
-            except Exception:
-                log.exception("broadcast.report_task_failed", task=name)
-
-        task = asyncio.create_task(run(), name=name)
-        self._reports.add(task)
-        task.add_done_callback(self._reports.discard)
-        return task
-
-    async def _drain_reports(self) -> None:
-        if not self._reports:
-            return
-        _, pending = await asyncio.wait(set(self._reports), timeout=REPORTS_DRAIN_S)
-        for task in pending:
-            task.cancel()
 
     async def _busy(self, broadcast_id: int | None) -> bool:
         async with self.sessions() as s:
@@ -382,26 +326,11 @@ class BroadcastEngine:
             )
             b.total = total
             report_chat = b.report_chat_id
-            lang = await self._lang_of(s, b.created_by)
+            lang = await lang_of(s, b.created_by)
             text = report_text(self.content, lang, b, Progress(total, {PENDING: total}), self._rate(b), final=False)
         log.info("broadcast.started", broadcast=broadcast_id, recipients=total, paid=b.paid)
         if report_chat is not None:
-            # Send now's confirmation is going to that chat right now: leave it its turn
-            self.limiter.hold(report_chat, STAFF_INTERVAL_S)
-            self._opening[broadcast_id] = self._spawn(
-                self._open_progress(broadcast_id, report_chat, text, now), f"broadcast-{broadcast_id}-progress"
-            )
-
-    async def _open_progress(self, broadcast_id: int, chat_id: int, text: str, now: dt.datetime) -> None:
-        """The staff member's progress message, edited as delivery goes on and at the end."""
-        message_id = await self._notify(chat_id, Reply(text))
-        if message_id is not None:
-            async with unit_of_work(self.sessions) as s:
-                await s.execute(
-                    update(Broadcast)
-                    .where(Broadcast.id == broadcast_id)
-                    .values(progress_message_id=message_id, progress_at=now)
-                )
+            self.reports.open(broadcast_id, report_chat, text, now)
 
     # ---- delivering ------------------------------------------------------------------------------------
 
@@ -477,7 +406,7 @@ class BroadcastEngine:
                     handled += len(rows)
                     for row in rows:
                         await queue.put(row)
-                    await self._maybe_progress(b.id)
+                    await self.reports.maybe_progress(b.id)
             finally:
                 for _ in range(workers_n):
                     await queue.put(None)
@@ -604,91 +533,7 @@ class BroadcastEngine:
                 # later broadcasts skip them; they become active again when they write to the bot
                 await s.execute(update(User).where(User.id.in_(blocked)).values(active=False))
 
-    # ---- reports -------------------------------------------------------------------------------------
-
-    async def _lang_of(self, s: AsyncSession, user_id: int) -> str:
-        lang = (await s.execute(select(User.lang).where(User.id == user_id))).scalar_one_or_none()
-        return lang or "vi"
-
-    async def _to_staff(self, chat_id: int, call: Callable[[], Awaitable[int | None]]) -> int | None:
-        """One report send or edit, on the normal budget. The staff chat has just had the conversation's own
-        answers (Send now's confirmation), so a per-chat 429 there is expected: wait it out a few times.
-        Never fatal for the broadcast."""
-        for attempt in range(1, STAFF_ATTEMPTS + 1):
-            try:
-                await self.limiter.acquire(chat_id, interval=STAFF_INTERVAL_S)
-                return await call()
-            except RetryLater as exc:
-                if isinstance(exc, Throttled):
-                    self.stats["flood_429"] += 1
-                    self.limiter.pause(exc.after_s)  # the flood limit is the whole bot's
-                if attempt == STAFF_ATTEMPTS:
-                    log.warning("broadcast.report_failed", error="RetryLater", attempts=attempt)
-                    return None
-                # Telegram's own wait, but no longer than the engine's longest backoff.
-                wait = backoff_s(
-                    attempt, base_s=0.0, cap_s=self.backoff_max_s, retry_after_s=exc.after_s, cap_retry_after=True
-                )
-                await asyncio.sleep(wait)
-            except Exception as exc:
-                log.warning("broadcast.report_failed", error=type(exc).__name__)
-                return None
-        return None
-
-    async def _notify(self, chat_id: int, reply: Reply) -> int | None:
-        """A message to the staff member."""
-
-        async def send() -> int | None:
-            return await self.sender.send(chat_id, reply)
-
-        return await self._to_staff(chat_id, send)
-
-    async def _edit(self, chat_id: int, message_id: int, reply: Reply) -> None:
-        sender = self.sender
-        if not isinstance(sender, MessageEditor):
-            return
-
-        async def edit() -> int | None:
-            await sender.edit(chat_id, message_id, reply)
-            self.stats["progress_edits"] += 1
-            return message_id
-
-        await self._to_staff(chat_id, edit)
-
-    async def _maybe_progress(self, broadcast_id: int) -> None:
-        """Edit the staff member's progress message, at most every `progress_every_s` across all engines."""
-        if not isinstance(self.sender, MessageEditor) or broadcast_id in self._editing:
-            return
-        now = self.clock()
-        due = now - dt.timedelta(seconds=self.progress_every_s)
-        async with unit_of_work(self.sessions) as s:
-            res = await s.execute(
-                update(Broadcast)
-                .where(
-                    Broadcast.id == broadcast_id,
-                    Broadcast.progress_message_id.is_not(None),
-                    or_(Broadcast.progress_at.is_(None), Broadcast.progress_at <= due),
-                )
-                .values(progress_at=now)
-                .execution_options(synchronize_session=False)
-            )
-            if res.rowcount != 1:  # type: ignore[attr-defined]
-                return
-            b = await s.get(Broadcast, broadcast_id)
-            assert b is not None and b.report_chat_id is not None and b.progress_message_id is not None
-            p = await progress_of(s, broadcast_id)
-            lang = await self._lang_of(s, b.created_by)
-            reply = Reply(report_text(self.content, lang, b, p, self._rate(b), final=False))
-            chat_id, message_id = b.report_chat_id, b.progress_message_id
-        self._editing.add(broadcast_id)
-
-        async def edit() -> None:
-            try:
-                await self._edit(chat_id, message_id, reply)
-            finally:
-                self._editing.discard(broadcast_id)
-
-        self._spawn(edit(), f"broadcast-{broadcast_id}-edit")
+    # ---- finishing -----------------------------------------------------------------------------------
 
     async def _finish_if_done(self, broadcast_id: int) -> None:
         """running -> done once no row is pending or in flight; exactly one engine then sends the report."""
@@ -711,7 +556,7 @@ class BroadcastEngine:
             b = await s.get(Broadcast, broadcast_id)
             assert b is not None
             p = await progress_of(s, broadcast_id)
-            lang = await self._lang_of(s, b.created_by)
+            lang = await lang_of(s, b.created_by)
             text = report_text(self.content, lang, b, p, self._rate(b), final=True)
             chat_id = b.report_chat_id
         log.info(
@@ -723,17 +568,4 @@ class BroadcastEngine:
             unknown=p.get(UNKNOWN),
         )
         if chat_id is not None:
-            self._spawn(self._final_report(broadcast_id, chat_id, Reply(text)), f"broadcast-{broadcast_id}-report")
-
-    async def _final_report(self, broadcast_id: int, chat_id: int, reply: Reply) -> None:
-        """The progress message edited into the final figures, then the report as a new message (it notifies)."""
-        opening = self._opening.pop(broadcast_id, None)
-        if opening is not None:
-            await asyncio.wait({opening})
-        async with self.sessions() as s:
-            message_id = (
-                await s.execute(select(Broadcast.progress_message_id).where(Broadcast.id == broadcast_id))
-            ).scalar_one_or_none()
-        if message_id is not None:
-            await self._edit(chat_id, message_id, reply)
-        await self._notify(chat_id, reply)
+            self.reports.final(broadcast_id, chat_id, text)

@@ -128,15 +128,23 @@ class PortalClient:
         self._clock = clock
         self._sleep = sleep
         self._jitter = jitter
+        # Called with the status of every response the portal sends (the metrics count them); an observer must
+        # not raise or block.
+        self.observers: list[Callable[[int], None]] = []
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
             timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
             headers={"Accept": "application/json"},
             transport=transport,
+            event_hooks={"response": [self._observe]},
         )
         self._token: str | None = None
         self._token_valid_until = 0.0
         self._token_lock = asyncio.Lock()
+
+    async def _observe(self, response: httpx.Response) -> None:
+        for observe in self.observers:
+            observe(response.status_code)
 
     async def aclose(self) -> None:
         await self._http.aclose()

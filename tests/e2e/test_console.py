@@ -18,7 +18,6 @@ import yaml
 from sqlalchemy import delete, select, update
 
 from actions.stats import STYLES
-from bot.health import queue_depths
 from console import auth, figures, review
 from console.server import ConsoleConfigError, ConsoleServer
 from core.settings import Settings
@@ -47,6 +46,7 @@ from store.models_handover import (
 from store.models_news import Broadcast, Delivery
 from store.models_reminders import CANCELLED, PENDING, SENT, STOPPED, Reminder
 from store.models_staff import AuditEntry, StaffMember
+from store.queues import queue_depths
 from tests.support.base import RASA_TOKEN
 from tests.support.bots import BotRunner
 from tests.support.console import ADMIN_ID, SECRET, ask_link, make_staff, seed_review, start_console_bot, table
