@@ -18,7 +18,7 @@ XDIST     := -n $(WORKERS) --dist loadfile
 help:
 	@echo "make run      start the assistant (local sandbox without TELEGRAM_BOT_TOKEN, real Telegram with it)"
 	@echo "make test     set up what is missing, then lint, type-check and run the whole test suite"
-	@echo "make test-fast  lint and the unit tests (tests/unit: no Rasa, no PostgreSQL; under a minute)"
+	@echo "make test-fast  lint and the unit tests (tests/unit: no Rasa, no bot, SQLite only; about 75 s)"
 	@echo "make bench    run the benchmarks (figures in benchmarks/results.json, docs/benchmarks.md)"
 	@echo "make nlu-train | nlu-test | nlu-score | nlu-validate | nlu-parse | nlu-review | nlu-reload   (maintainers)"
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 RASA_PY = ROOT / ".rasa-venv" / "bin" / "python"
 
 # What a citizen types -> the tokens the featurizers see (config.yml's table; docs/nlu.md says why each is there).

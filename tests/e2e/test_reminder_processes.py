@@ -25,7 +25,7 @@ from store.db import make_engine, make_sessionmaker
 from store.models import User
 from store.models_reminders import CLAIMED, PENDING, SENDING, SENT, UNKNOWN, Reminder
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 WORKER = ROOT / "tests" / "support" / "reminders_worker.py"
 FIRST_USER = 70_000
 
