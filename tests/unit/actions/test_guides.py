@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
-from sqlalchemy.pool import StaticPool
 
 import store.models_guides  # noqa: F401  (registers the tables on Base.metadata)
 from actions.base import Context
@@ -111,21 +109,6 @@ def button(reply: Reply, label: str) -> Button:
             if label in b.label:
                 return b
     raise AssertionError(f"no button {label!r} in {labels(reply)}")
-
-
-@pytest.fixture(scope="module")
-def content() -> Content:
-    return Content.load()
-
-
-@pytest.fixture
-async def db() -> AsyncIterator[AsyncEngine]:
-    # One shared in-memory connection: fast, and every unit of work sees the last one's commit.
-    engine = create_async_engine("sqlite+aiosqlite:///:memory:", poolclass=StaticPool)
-    async with engine.begin() as conn:
-        await conn.run_sync(Base.metadata.create_all)
-    yield engine
-    await engine.dispose()
 
 
 @pytest.fixture

@@ -3,38 +3,21 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 import store.models_guides  # noqa: F401  (registers the tables on Base.metadata)
 from kernel import callbacks
 from kernel.content import Content
 from kernel.content_schema import MAX_GROUP, procedures_section
 from kernel.types import Reply
-from store.all_models import Base
 from tests.unit.actions.test_guides import Harness, button, labels
 
 GROUP_LABELS = {
     "vi": ["Hộ tịch", "Cư trú", "Căn cước", "Giao thông", "Bảo hiểm"],
     "en": ["Civil status", "Residence", "ID card", "Driving licence", "Insurance"],
 }
-
-
-@pytest.fixture(scope="module")
-def content() -> Content:
-    return Content.load()
-
-
-@pytest.fixture
-async def db() -> AsyncIterator[AsyncEngine]:
-    engine = create_async_engine("sqlite+aiosqlite:///:memory:", poolclass=StaticPool)
-    async with engine.begin() as conn:
-        await conn.run_sync(Base.metadata.create_all)
-    yield engine
-    await engine.dispose()
 
 
 def payloads(reply: Reply) -> list[str]:
