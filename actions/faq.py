@@ -10,7 +10,6 @@ plain birth registration).
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -20,6 +19,7 @@ from actions.base import Context
 from actions.guides import START
 from actions.procedures import SHOW
 from actions.renewal import START as RENEWAL_START
+from core.text import fold
 from kernel import callbacks
 from kernel.content import Content
 from kernel.types import Button, Entity, Incoming, Reply, Understanding
@@ -47,9 +47,7 @@ SURE = 0.8  # an action intent at least this sure keeps the message
 
 def normalise(text: str) -> str:
     """Lower case, without diacritics (đ → d), words separated by single spaces, padded with a space each side."""
-    text = text.lower().replace("đ", "d")
-    text = "".join(c for c in unicodedata.normalize("NFD", text) if unicodedata.category(c) != "Mn")
-    return " " + " ".join(re.findall(r"[a-z0-9]+", text)) + " "
+    return " " + " ".join(re.findall(r"[a-z0-9]+", fold(text))) + " "
 
 
 def _phrase(p: str) -> str:
