@@ -685,7 +685,9 @@ async def finish(proc: asyncio.subprocess.Process, wait_s: float = 90.0) -> str:
         out, _ = await asyncio.wait_for(proc.communicate(), wait_s)
     except TimeoutError:
         proc.kill()
-        raise AssertionError(f"the delivery process did not finish within {wait_s} s") from None
+        out, _ = await proc.communicate()  # what it logged says where it was stuck
+        tail = out.decode(errors="replace")[-3000:]
+        raise AssertionError(f"the delivery process did not finish within {wait_s} s:\n{tail}") from None
     text = out.decode(errors="replace")
     assert proc.returncode == 0, text[-3000:]
     return text
