@@ -104,7 +104,14 @@ def _serialise_writers(engine: Engine, database: str) -> None:
     # connection go back to the pool some other way, it is released when the pool resets it.
     event.listen(engine, "commit", _release)
     event.listen(engine, "rollback", _release)
-    event.listen(engine.pool, "reset", lambda _dbapi, record, *_: _release(record))
+
+    def _on_reset(_dbapi_connection, connection_record, _reset_state) -> None:  # type: ignore[no-untyped-def]
+        # The full 2.0 signature: with two parameters SQLAlchemy takes the listener for the legacy one and warns on
+        # every check-in, and under a warnings-as-errors test run that warning aborted the reset, so the pool
+        # closed the connection instead of reusing it and never ran this release.
+        _release(connection_record)
+
+    event.listen(engine.pool, "reset", _on_reset)
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

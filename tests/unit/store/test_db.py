@@ -103,6 +103,24 @@ async def test_sqlite_rolled_back_writer_frees_the_queue(tmp_path: Path) -> None
     await engine.dispose()
 
 
+async def test_sqlite_connection_goes_back_to_the_pool_cleanly_and_is_reused(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The pool's reset listener runs without a warning, so a returned connection is reused. (With the legacy
+    two-argument signature SQLAlchemy warned on every check-in; with warnings as errors the reset failed, the
+    pool logged it and closed the connection, and a writer lock left on it would never have been freed.)"""
+    engine, sessions = await _sqlite_sessions(tmp_path)
+    used = []
+    for uid in (1, 2):
+        async with unit_of_work(sessions) as s:
+            s.add(User(id=uid, chat_id=uid, lang="vi"))
+            raw = await (await s.connection()).get_raw_connection()
+            used.append(raw.driver_connection)
+    await engine.dispose()
+    assert "Exception during reset" not in caplog.text
+    assert used[0] is used[1]
+
+
 async def test_sqlite_writer_waiting_too_long_fails_like_a_busy_database(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
