@@ -255,14 +255,17 @@ class Assistant:
                 return await self.dispatch(hit.understanding.intent, routed, ctx)
             await self._observe(inc, ctx, f"faq:{hit.entry}")
             return list(hit.replies or [])
-        close = self._close_alternatives(nlu, ctx)
+        # A message with not one word the assistant knows is nonsense: no reading of it is worth offering as a
+        # choice, and it falls back below unless the model is sure of a real intent.
+        gibberish = self._nonsense(inc)
+        close = [] if gibberish else self._close_alternatives(nlu, ctx)
         if close:  # never guess silently between two readings
             await self._review(inc, ctx, nlu, "ambiguous")
             await self._observe(inc, ctx, None)
             rows = tuple((Button(ctx.t(f"common.intent_label_{i}"), callbacks.encode("c_pick", i)),) for i in close)
             return [Reply(ctx.t("common.did_you_mean"), (*rows, (self._menu_button(ctx),)))]
         threshold = ctx.settings.nlu_fallback_threshold
-        nonsense = nlu.intent in (None, FALLBACK_INTENT, "out_of_scope") and self._nonsense(inc)
+        nonsense = nlu.intent in (None, FALLBACK_INTENT, "out_of_scope") and gibberish
         if nlu.intent is None or nlu.intent == FALLBACK_INTENT or nlu.confidence < threshold or nonsense:
             await self._observe(inc, ctx, None)
             return await self._fallback(inc, ctx, nlu)

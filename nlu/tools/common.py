@@ -78,6 +78,7 @@ def _input_files() -> Iterator[Path]:
             if path.is_file() and "__pycache__" not in path.parts:
                 yield path
     yield TEXT  # the components' folding
+    yield ROOT / "nlu" / "blend.py"  # the components' blend of two rankings
     yield CONFIG
     yield DOMAIN
 

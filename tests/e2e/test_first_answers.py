@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import datetime as dt
 
+import httpx
 import pytest
 from aiohttp import web
 from sqlalchemy import func, select, update
 
+from actions.router import CONFIRM_SURE
+from core.settings import Settings
 from nlu.server import RasaServer, free_port
 from reminders.when import VN_TZ, parse_when
 from sandbox.telegram.client import SandboxClient, SimMessage, SimUser
@@ -19,6 +22,7 @@ from store.models_guides import RenewalDialogue
 from store.models_handover import Ticket
 from store.models_reminders import Reminder
 from tests.e2e.test_handover import ALWAYS_OPEN, make_staff, staff_group
+from tests.support.base import RASA_TOKEN
 from tests.support.bots import BotRunner
 
 
@@ -155,14 +159,43 @@ async def test_guides_offer_the_qr_way_a_person_and_the_main_menu(
     assert "Bước 2/2" in last.body and "👤 Gặp cán bộ" in last.labels  # the last resort still reaches a person
 
 
+# Hesitant requests for a person. Which of them the model reads as "talk to staff" but far from sure depends on the
+# trained model (`make nlu-parse ARGS=--ranking` shows it), so the test takes the first that the running server
+# reads that way, and says so when none is.
+HESITANT_HANDOVER = (
+    "tôi muốn lên công an phường",
+    "tôi cần người giúp",
+    "có ai trực không",
+    "cho gặp ai đó đi",
+    "chuyển cho người khác đi",
+    "tôi muốn gặp trực tiếp",
+)
+
+
+async def hesitant_handover(rasa: RasaServer) -> str:
+    low = Settings.model_fields["nlu_fallback_threshold"].default
+    async with httpx.AsyncClient() as http:
+        for text in HESITANT_HANDOVER:
+            answer = await http.post(f"{rasa.url}/model/parse", params={"token": RASA_TOKEN}, json={"text": text})
+            ranked = [i for i in answer.json()["intent_ranking"] if i["name"] != "nlu_fallback"]
+            top, runner = ranked[0], ranked[1]
+            sure_of_one = (
+                top["confidence"] - runner["confidence"] >= Settings.model_fields["nlu_ambiguity_threshold"].default
+            )
+            if top["name"] == "human_handover" and low <= top["confidence"] < CONFIRM_SURE and sure_of_one:
+                return text
+    pytest.fail(f"the model reads none of {HESITANT_HANDOVER} as a hesitant request for staff: add a wording it does")
+
+
 async def test_a_ticket_is_not_opened_on_a_guess(
     sandbox: SandboxClient, bots: BotRunner, rasa: RasaServer, db_url: str
 ) -> None:
+    hesitant = await hesitant_handover(rasa)
     staff, group = await staff_group(sandbox)
     runtime = await bots.start(db_url, rasa_url=rasa.url, staff_chat_id=group.chat_id, office_hours=ALWAYS_OPEN)
     await make_staff(runtime, staff.id)
     khoa = await sandbox.user(5608, first_name="Khoa", language_code="vi")
-    await khoa.send("tôi muốn lên công an phường")  # read as "talk to staff", but far from sure
+    await khoa.send(hesitant)  # read as "talk to staff", but far from sure
     ask = await one(khoa)
     assert "Đúng không?" in ask.body and ask.labels == ["✅ Đúng, Gặp cán bộ", "🏠 Menu"]
     async with unit_of_work(runtime.sessions) as s:
