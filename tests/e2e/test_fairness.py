@@ -20,6 +20,10 @@ PROCESSING = "000.00.12.H22-240101-0003"  # status 4 in the portal's seed
 NO_RASA = "http://127.0.0.1:9"  # these tests type no free text: commands and buttons only
 ALWAYS_OPEN = "mon-sun 00:00-24:00"
 CONTENT = Content.load()
+# How soon the other chat must be answered. Waiting in line would cost it far more: the hung portal lookup holds
+# for its 5 s read timeout, and the button flood's 60 presses within budget go out at one message a second to that
+# chat. 1 s was the bound until a loaded 2-core run answered in 1.03 s; 3 s still tells the two apart.
+FAIR_S = 3.0
 
 
 async def test_a_hanging_portal_does_not_delay_another_citizens_reply(
@@ -38,7 +42,7 @@ async def test_a_hanging_portal_does_not_delay_another_citizens_reply(
     await other.wait_for(count=2, timeout=10)  # the welcome and the menu
     other_s = time.monotonic() - started
     print(f"another citizen answered in {other_s:.2f} s while a portal lookup hung")
-    assert other_s < 1.0, other_s
+    assert other_s < FAIR_S, other_s
     assert not await waiting.read(), "the first citizen was answered before the portal did"
     seen: list[str] = []
     while not any(PROCESSING in body for body in seen):  # a first visit may be greeted before the card
@@ -65,7 +69,7 @@ async def test_one_chat_flooding_buttons_does_not_hold_up_another_chat(
     await other.wait_for(count=2, timeout=10)  # the welcome and the menu
     other_s = time.monotonic() - started
     print(f"another chat answered in {other_s:.2f} s behind a 150-press button flood")
-    assert other_s < 1.0, other_s
+    assert other_s < FAIR_S, other_s
     # The flood was refused past its budget, and the flooder was told once why. The presses within the budget
     # are answered at Telegram's one message a second to a chat; lifted here so the test need not wait them out.
     await sandbox.rates(per_chat_rate=1000.0, per_chat_burst=1000)
