@@ -8,9 +8,9 @@ Rasa runs the NLU components as a chain, and each intent classifier overwrites t
 
 Why (docs/nlu.md, candidate (g)): DIET reads citizens' messages better than the logistic regression, but it puts
 0.99 on almost every reading, nonsense included, so the bot's "did you mean", fallback and ticket confirmation
-cannot rely on it. The regression's probabilities do carry uncertainty. A temperature above 1 softens DIET's
-ranking, and the average keeps the regression's doubt where the two disagree. Both parameters were chosen on the
-first field edition and the held-out set, never on the field set that measures the model.
+cannot rely on it. The regression's probabilities do carry uncertainty. A temperature above 1 would soften DIET's
+ranking, and the average keeps the regression's doubt where the two disagree. Both parameters are chosen by
+`nlu/tools/blend_tune.py` on the first field edition, never on the field set that measures the model.
 
 Rasa has no stock component that combines classifiers, hence these two small ones.
 """
