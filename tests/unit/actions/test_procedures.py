@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 import store.models_guides  # noqa: F401  (registers the tables on Base.metadata)
 from actions.base import Context
@@ -18,7 +16,6 @@ from actions.procedures import ProceduresCapability
 from core.settings import Settings
 from kernel.content import DEFAULT_DIR, Content
 from kernel.types import Entity, Incoming, Understanding
-from store.all_models import Base
 from store.models import User
 
 USER = 4242
@@ -38,15 +35,6 @@ def _content(tmp_path: Path, edit: Any = None) -> Content:
             edit(data)
         (tmp_path / name).write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     return Content.load(tmp_path)
-
-
-@pytest.fixture
-async def db() -> AsyncIterator[AsyncEngine]:
-    engine = create_async_engine("sqlite+aiosqlite:///:memory:", poolclass=StaticPool)
-    async with engine.begin() as conn:
-        await conn.run_sync(Base.metadata.create_all)
-    yield engine
-    await engine.dispose()
 
 
 async def ask_fee(db: AsyncEngine, content: Content, pid: str, now: dt.datetime, lang: str = "vi") -> str:

@@ -123,11 +123,6 @@ def button(reply: Reply, label: str) -> Button:
     raise AssertionError(f"no button {label!r} in {labels(reply)}")
 
 
-@pytest.fixture(scope="module")
-def content() -> Content:
-    return Content.load()
-
-
 @pytest.fixture
 async def db(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
     engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}")

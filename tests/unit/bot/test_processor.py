@@ -41,13 +41,15 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
+def two_chats(processor: PerChatUpdateProcessor, work: Work) -> list[asyncio.Task[None]]:
+    """Chat 100 sends a1 then a2, chat 200 sends b1."""
+    sent = ((1, 100, "a1"), (2, 100, "a2"), (3, 200, "b1"))
+    return [asyncio.create_task(processor.do_process_update(update(uid, chat), work.job(n))) for uid, chat, n in sent]
+
+
 async def test_one_chat_in_order_while_another_chat_goes_on() -> None:
     processor, work = PerChatUpdateProcessor(8), Work()
-    tasks = [
-        asyncio.create_task(processor.do_process_update(update(1, 100), work.job("a1"))),
-        asyncio.create_task(processor.do_process_update(update(2, 100), work.job("a2"))),
-        asyncio.create_task(processor.do_process_update(update(3, 200), work.job("b1"))),
-    ]
+    tasks = two_chats(processor, work)
     await settle()
     assert work.log == ["start a1", "start b1"]  # a2 waits for a1; b1 does not wait for anyone
     work.release("b1")
@@ -63,11 +65,7 @@ async def test_a_chat_waiting_for_its_turn_holds_no_working_slot() -> None:
     # Two slots: a1 works, a2 waits for a1. Were slots taken before the chat's turn, a2 would hold the second
     # slot and b1 would wait behind a chat that is not its own.
     processor, work = PerChatUpdateProcessor(2), Work()
-    tasks = [
-        asyncio.create_task(processor.do_process_update(update(1, 100), work.job("a1"))),
-        asyncio.create_task(processor.do_process_update(update(2, 100), work.job("a2"))),
-        asyncio.create_task(processor.do_process_update(update(3, 200), work.job("b1"))),
-    ]
+    tasks = two_chats(processor, work)
     await settle()
     assert work.log == ["start a1", "start b1"]
     for name in ("a1", "a2", "b1"):
