@@ -11,8 +11,8 @@ apply them (below the threshold, or top two closer than the ambiguity threshold:
 
 The choice is made on the **first field edition** alone (data/nlu_field_2026-12/, the set thresholds are chosen on):
 the highest accuracy with a confident-wrong share of at most the target; ties go to the higher threshold. The
-second edition (data/nlu_field/) is only reported, for the chosen point and for each model alone: it is the set
-that measures, and choosing on it would flatter the result.
+measuring edition (data/nlu_field/, the third since 2026-12-07) is only reported, for the chosen point and for each
+model alone: choosing on it would flatter the result.
 """
 
 from __future__ import annotations
