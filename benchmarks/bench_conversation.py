@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 import random
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from benchmarks.common import (
     RASA_TOKEN,
@@ -185,7 +187,10 @@ async def run() -> dict[str, float]:
     users = math.ceil(max(rates) * (GAP_S + 1.0) * 1.3)
     note(NAME, "starting the Rasa NLU server…")
     t0 = time.monotonic()
-    rasa: RasaServer = await asyncio.to_thread(start_rasa, RASA_TOKEN)
+    # BENCH_NLU_MODEL=models/nlu-<hash>.tar.gz: another model than config.yml's (to compare two pipelines'
+    # cost in one sitting; docs/benchmarks.md)
+    model = os.environ.get("BENCH_NLU_MODEL")
+    rasa: RasaServer = await asyncio.to_thread(start_rasa, RASA_TOKEN, None, Path(model) if model else None)
     note(NAME, f"Rasa ready in {time.monotonic() - t0:.0f} s")
     # Conversational replies are not bound by Telegram's 30 msg/s bulk limit; per-chat limits stay on.
     emulator: TelegramEmulator = await start_emulator(global_rate=100_000.0)
