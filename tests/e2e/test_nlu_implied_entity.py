@@ -4,15 +4,9 @@ another intent are not, and an entity already found is kept."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-RASA_PY = ROOT / ".rasa-venv" / "bin" / "python"
+from tests.support.rasa_env import run_in_rasa
 
 # (text, the intent the classifiers gave, an entity already found or None) -> the procedure entities after it:
 # (value, the text it spans).
@@ -54,20 +48,7 @@ print(json.dumps(out))
 
 @pytest.fixture(scope="module")
 def extracted() -> list[list[list[str]]]:
-    if not RASA_PY.exists():
-        pytest.skip("the Rasa environment is missing (make env builds it)")
-    done = subprocess.run(
-        [str(RASA_PY), "-c", SCRIPT],
-        input=json.dumps([[text, intent, found] for text, intent, found, _ in CASES]),
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3", "RASA_TELEMETRY_ENABLED": "false"},
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_in_rasa(SCRIPT, [[text, intent, found] for text, intent, found, _ in CASES])
 
 
 @pytest.mark.parametrize("case", range(len(CASES)), ids=[c[0] for c in CASES])

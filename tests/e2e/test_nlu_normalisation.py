@@ -3,15 +3,9 @@ diacritics folded and the teencode/abbreviation table of config.yml applied to w
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-RASA_PY = ROOT / ".rasa-venv" / "bin" / "python"
+from tests.support.rasa_env import run_in_rasa
 
 # What a citizen types -> the tokens the featurizers see (config.yml's table; docs/nlu.md says why each is there).
 CASES = [
@@ -50,21 +44,8 @@ print(json.dumps(out))
 
 @pytest.fixture(scope="module")
 def normalised() -> dict[str, list[str]]:
-    if not RASA_PY.exists():
-        pytest.skip("the Rasa environment is missing (make env builds it)")
     texts = [text for text, _ in CASES]
-    done = subprocess.run(
-        [str(RASA_PY), "-c", SCRIPT],
-        input=json.dumps(texts),
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3", "RASA_TELEMETRY_ENABLED": "false"},
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    return dict(zip(texts, json.loads(done.stdout.strip().splitlines()[-1]), strict=True))
+    return dict(zip(texts, run_in_rasa(SCRIPT, texts), strict=True))
 
 
 @pytest.mark.parametrize(("typed", "tokens"), CASES)
