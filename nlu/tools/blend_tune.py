@@ -1,18 +1,20 @@
 """Choose the blend of two intent classifiers (nlu/components/ensemble.py) and its fallback thresholds.
 
 Usage (repo root, Rasa env):
-    python -m nlu.tools.blend_tune FIRST.tar.gz SECOND.tar.gz [--out var/nlu/blend.json]
+    rasa train nlu --config nlu/tools/pipelines/d_folded_lr_words.yml --out /tmp/m --fixed-model-name first
+    rasa train nlu --config nlu/tools/pipelines/g_diet_half.yml --out /tmp/m --fixed-model-name second
+    python -m nlu.tools.blend_tune /tmp/m/first.tar.gz /tmp/m/second.tar.gz --ambiguity 0.2 [--out var/nlu/blend.json]
 
-FIRST is a model whose ranking is kept as it is (the logistic regression, e.g. config.yml's model), SECOND the one
-that is softened and mixed in (a DIET model trained on the same data). Both are parsed in-process on the held-out
-set and on both field editions; then every weight, temperature, fallback threshold and ambiguity threshold of the
+FIRST is a model whose ranking is kept as it is (the logistic regression), SECOND the one that is softened and
+mixed in (the DIET half, trained on the same data). Both are parsed in-process on the held-out set, the choosing
+edition and the measuring one; then every weight, temperature, fallback threshold and ambiguity threshold of the
 grid below is scored with `nlu.blend.blend`, the very function the component runs, as `FallbackClassifier` would
 apply them (below the threshold, or top two closer than the ambiguity threshold: a fallback, which counts as a miss).
 
-The choice is made on the **first field edition** alone (data/nlu_field_2026-12/, the set thresholds are chosen on):
-the highest accuracy with a confident-wrong share of at most the target; ties go to the higher threshold. The
-measuring edition (data/nlu_field/, the third since 2026-12-07) is only reported, for the chosen point and for each
-model alone: choosing on it would flatter the result.
+The choice is made on one retired field edition (`--choose-on`, by default CHOOSING_FIELD, the edition that
+retired last, which docs/nlu.md names): the highest accuracy with a confident-wrong share of at most the target;
+ties go to the higher threshold. The measuring edition (data/nlu_field/) is only reported, for the chosen point and
+for each model alone: choosing on it would flatter the result, so the tool refuses to choose on it.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from typing import Any
 from nlu.blend import blend
 from nlu.tools.common import FALLBACK, FIELD, FIELD_STYLES, HELDOUT, ROOT, TARGETS, Parser, load_examples
 
-FIRST_FIELD = ROOT / "data" / "nlu_field_2026-12"
+# The edition choices are made on: retired from measuring, so choosing on it does not flatter the measured figures.
+CHOOSING_FIELD = ROOT / "data" / "nlu_field_2026-12-07"
 WEIGHTS = (0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0)
 TEMPERATURES = (1.0, 2.0, 3.0, 5.0, 8.0)
 THRESHOLDS = (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7)
@@ -85,11 +88,14 @@ def main(argv: list[str] | None = None) -> int:
         help="hold the ambiguity threshold at this value instead of searching it: it is also the bot's "
         "did-you-mean band (core/settings.py nlu_ambiguity_threshold), a choice about the conversation",
     )
+    ap.add_argument("--choose-on", type=Path, default=CHOOSING_FIELD, help="the retired field edition to choose on")
     args = ap.parse_args(argv)
+    if args.choose_on.resolve() == FIELD.resolve():
+        ap.error("data/nlu_field/ measures: choosing on it would flatter the figures it reports")
 
     sets = {
         "heldout": [("heldout", HELDOUT)],
-        "field_first": [(s, FIRST_FIELD / f"{s}.yml") for s in FIELD_STYLES],
+        "field_choose": [(s, args.choose_on / f"{s}.yml") for s in FIELD_STYLES],
         "field": [(s, FIELD / f"{s}.yml") for s in FIELD_STYLES],
     }
     first, second = rankings(args.first, sets), rankings(args.second, sets)
@@ -107,13 +113,13 @@ def main(argv: list[str] | None = None) -> int:
     for w, t, th, amb in itertools.product(WEIGHTS, TEMPERATURES, THRESHOLDS, ambiguities):
         if w == 0.0 and t != 1.0:  # the temperature only touches the second ranking
             continue
-        s = score(data["field_first"], w, t, th, amb)
+        s = score(data["field_choose"], w, t, th, amb)
         grid.append(({"weight": w, "temperature": t, "threshold": th, "ambiguity": amb}, s))
     allowed = [g for g in grid if g[1]["confident_wrong"] <= limit] or grid
-    chosen, on_first = max(allowed, key=lambda g: (g[1]["accuracy"], g[0]["threshold"], -g[1]["confident_wrong"]))
+    chosen, on_choosing = max(allowed, key=lambda g: (g[1]["accuracy"], g[0]["threshold"], -g[1]["confident_wrong"]))
 
     report = {
-        "chosen_on_first_field_edition": {**chosen, "first_edition": on_first},
+        "chosen_on": {**chosen, "edition": str(args.choose_on.relative_to(ROOT)), "figures": on_choosing},
         "field": score(data["field"], **chosen),
         "heldout": score(data["heldout"], **chosen),
         "first_alone_on_field": score(data["field"], 0.0, 1.0, chosen["threshold"], chosen["ambiguity"]),
