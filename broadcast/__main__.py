@@ -6,7 +6,10 @@
 
 `send` writes the broadcast row (the running bot's engine picks it up) and prints its id; with `--run` it
 delivers it itself. `run` delivers whatever is queued, running or due, then exits (or keeps going).
-Settings (database, bot token, Telegram base URL) come from the environment / .env like the bot's.
+Settings (database, bot token, Telegram base URL) come from the environment / .env like the bot's, and so does
+logging (LOG_LEVEL, LOG_FORMAT; user ids pseudonymised as in the bot's logs). While `run` delivers, SIGTERM or
+Ctrl-C stops it cleanly (the rows it claimed but did not send go back to the queue) and SIGUSR1 prints where it
+is waiting.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,6 +28,7 @@ from broadcast.audience import Audience, load_areas, news_topics
 from broadcast.engine import BroadcastEngine
 from broadcast.html import HtmlError, check_html
 from broadcast.reports import progress_of
+from core.logs import setup_logging
 from core.settings import Settings, load_settings
 from kernel.content import Content
 from store.db import make_engine, make_sessionmaker, unit_of_work
@@ -31,6 +36,7 @@ from store.models_news import QUEUED, SCHEDULED, Broadcast
 from store.models_staff import AuditEntry
 
 log = structlog.get_logger(__name__)
+_SIGNALLED: set[asyncio.Task[None]] = set()  # stop tasks started by a signal, held until they finish
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -153,6 +159,7 @@ async def _deliver(args: argparse.Namespace, settings: Settings, content: Conten
         stale_after_s=args.stale_after,
         worker_id=args.worker_id,
     )
+    _on_signals(engine)
     try:
         async with bot:
             if getattr(args, "forever", False):
@@ -168,8 +175,42 @@ async def _deliver(args: argparse.Namespace, settings: Settings, content: Conten
         await db.dispose()
 
 
+def _on_signals(engine: BroadcastEngine) -> None:
+    """SIGTERM / Ctrl-C stop the engine the way the bot stops it: the sends in flight finish and the rows claimed
+    but not sent go back to `pending` (a plain kill leaves them `unknown`). SIGUSR1 prints where every task of this
+    process is waiting, for a delivery that seems stuck; it changes nothing."""
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        task = loop.create_task(engine.stop())
+        _SIGNALLED.add(task)
+        task.add_done_callback(_SIGNALLED.discard)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop)
+    loop.add_signal_handler(signal.SIGUSR1, _print_tasks)
+
+
+def _print_tasks() -> None:
+    tasks = asyncio.all_tasks()
+    print(f"--- {len(tasks)} tasks ---", file=sys.stderr)
+    for task in tasks:
+        print(f"{task.get_name()}:", file=sys.stderr)
+        # down the chain of awaits: where each coroutine stands, the innermost last
+        coro: Any = task.get_coro()
+        while coro is not None:
+            frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+            if frame is not None:
+                print(f"  {frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}", file=sys.stderr)
+            coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    sys.stderr.flush()
+
+
 async def _main(args: argparse.Namespace) -> int:
     settings = load_settings()
+    # the bot's logging: user ids pseudonymised, phone and ID numbers redacted, on stderr
+    id_key = settings.log_id_key.get_secret_value() if settings.log_id_key else None
+    setup_logging(settings.log_level, settings.log_format, id_key=id_key)
     content = Content.load()
     if args.command == "send":
         bid = await _create(args, settings, content)

@@ -138,6 +138,7 @@ class BroadcastEngine:
         self._wake = asyncio.Event()
         self._last_heartbeat = 0.0
         self._last_recovery = -1e9
+        self._holding: set[int] = set()  # rows claimed by this engine whose outcome is not written yet
         self.reports = StaffReports(
             sessions,
             sender,
@@ -259,9 +260,17 @@ class BroadcastEngine:
                 s.add(BroadcastWorker(id=self.worker_id, heartbeat_at=now))
 
     async def _recover_stale(self) -> None:
-        """Rows left `sending` by an engine whose heartbeat stopped become `unknown` (see the module docstring)."""
+        """Rows left `sending` by an engine whose heartbeat stopped become `unknown` (see the module docstring).
+
+        So do this engine's own rows `sending` for longer than `stale_after_s` that it no longer holds: their
+        outcome was lost (a write that failed for good), and without this the engine, alive and beating, would
+        keep the broadcast running for ever. A row is held from the moment its claim commits, so a row claimed a
+        moment ago is never taken for lost."""
         cutoff = self.clock() - dt.timedelta(seconds=self.stale_after_s)
         alive = select(BroadcastWorker.id).where(BroadcastWorker.heartbeat_at >= cutoff)
+        lost = and_(Delivery.claimed_by == self.worker_id, Delivery.claimed_at < cutoff)
+        if self._holding:
+            lost = and_(lost, Delivery.id.not_in(sorted(self._holding)))
         async with unit_of_work(self.sessions) as s:
             res = await s.execute(
                 update(Delivery)
@@ -274,10 +283,20 @@ class BroadcastEngine:
                 .execution_options(synchronize_session=False)
             )
             n = int(res.rowcount or 0)  # type: ignore[attr-defined]
+            res = await s.execute(
+                update(Delivery)
+                .where(Delivery.state == SENDING, lost)
+                .values(state=UNKNOWN, error="outcome lost")
+                .execution_options(synchronize_session=False)
+            )
+            own = int(res.rowcount or 0)  # type: ignore[attr-defined]
             await s.execute(delete(BroadcastWorker).where(BroadcastWorker.heartbeat_at < cutoff))
         if n:
             self.stats["unknown_marked"] += n
             log.warning("broadcast.unknown_marked", count=n)
+        if own:
+            self.stats["unknown_marked"] += own
+            log.error("broadcast.outcome_lost", count=own)
 
     async def _start_due(self) -> None:
         now = self.clock()
@@ -371,6 +390,7 @@ class BroadcastEngine:
                 .execution_options(synchronize_session=False)
             )
             claimed = [Claimed(*r) for r in rows.all()]
+        self._holding.update(c.id for c in claimed)  # right after the commit, before anything else runs
         claimed.sort(key=lambda c: c.id)
         return claimed
 
@@ -385,6 +405,7 @@ class BroadcastEngine:
         queue: asyncio.Queue[Claimed | None] = asyncio.Queue(maxsize=batch)
         done: list[Outcome] = []
         handled = 0
+        claimed_here: set[int] = set()
         flush_lock = asyncio.Lock()
         workers_n = max(1, min(self.concurrency, batch))
 
@@ -393,7 +414,11 @@ class BroadcastEngine:
                 if done:
                     chunk = done[:]
                     del done[:]
-                    await self._record(chunk)
+                    try:
+                        await self._record(chunk)
+                    except BaseException:
+                        done[:0] = chunk  # not written: kept for the next flush (the last one is in `finally`)
+                        raise
 
         async def feeder() -> None:
             nonlocal handled
@@ -404,6 +429,7 @@ class BroadcastEngine:
                     if not rows:
                         break
                     handled += len(rows)
+                    claimed_here.update(r.id for r in rows)
                     for row in rows:
                         await queue.put(row)
                     await self.reports.maybe_progress(b.id)
@@ -422,21 +448,37 @@ class BroadcastEngine:
                     continue
                 done.append(await self._send_one(job, item))
                 if len(done) >= batch:
-                    await flush()
+                    await flush_logged()
+
+        async def flush_logged() -> None:
+            try:
+                await flush()
+            except Exception:
+                log.exception("broadcast.record_failed")  # the outcomes stay in `done` for the next flush
+
+        sent_all = asyncio.Event()
 
         async def flusher() -> None:
-            while True:
-                await asyncio.sleep(0.25)
-                await flush()
+            # Stopped by `sent_all`, between two flushes: cancelling it could cut a write in half, and the rolled
+            # back outcomes would leave their rows `sending` under a live engine, a broadcast never done.
+            while not sent_all.is_set():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(0.25):
+                        await sent_all.wait()
+                await flush_logged()
 
         flushing = asyncio.create_task(flusher())
         try:
             await asyncio.gather(feeder(), *(worker() for _ in range(workers_n)))
         finally:
-            flushing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await flushing
-            await flush()
+            sent_all.set()
+            await flushing
+            try:
+                await flush()
+            finally:
+                # Nothing of this delivery is in flight any more: a row still held here has an outcome that
+                # could not be written, and `_recover_stale` marks it unknown once it is stale_after_s old.
+                self._holding.difference_update(claimed_here)
         return handled > 0
 
     async def _send_one(self, job: Job, item: Claimed) -> Outcome:
@@ -532,6 +574,7 @@ class BroadcastEngine:
             if blocked:
                 # later broadcasts skip them; they become active again when they write to the bot
                 await s.execute(update(User).where(User.id.in_(blocked)).values(active=False))
+        self._holding.difference_update(o.id for o in outcomes)
 
     # ---- finishing -----------------------------------------------------------------------------------
 

@@ -12,11 +12,13 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from bot.app import Runtime
 from core.logs import pseudonym
@@ -32,6 +34,7 @@ from store.models_news import (
     SENT,
     UNKNOWN,
     Broadcast,
+    BroadcastWorker,
     Delivery,
     NewsArea,
     NewsSubscription,
@@ -663,34 +666,78 @@ def cli_env(tg_url: str) -> dict[str, str]:
     return env
 
 
-async def cli(tg_url: str, db_url: str, *args: str, **env: str) -> asyncio.subprocess.Process:
+@dataclass(frozen=True, slots=True)
+class CliRun:
+    proc: asyncio.subprocess.Process
+    log: Path  # everything it printed (stdout and stderr): a file, so nothing is lost when the test stops waiting
+
+
+async def cli(tg_url: str, db_url: str, *args: str, **env: str) -> CliRun:
     """`python -m broadcast --database-url … <args>` in its own process (the emulator lives in this event loop,
     so the process is awaited, never waited on synchronously)."""
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "broadcast",
-        "--database-url",
-        db_url,
-        *args,
-        cwd=ROOT,
-        env={**cli_env(tg_url), **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-
-
-async def finish(proc: asyncio.subprocess.Process, wait_s: float = 90.0) -> str:
+    fd, name = tempfile.mkstemp(prefix="broadcast-cli-", suffix=".log")
     try:
-        out, _ = await asyncio.wait_for(proc.communicate(), wait_s)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "broadcast",
+            "--database-url",
+            db_url,
+            *args,
+            cwd=ROOT,
+            env={**cli_env(tg_url), **env},
+            stdout=fd,
+            stderr=subprocess.STDOUT,
+        )
+    finally:
+        os.close(fd)  # the child has its own copy
+    return CliRun(proc, Path(name))
+
+
+async def db_state(db_url: str) -> str:
+    """The deliveries by state and owner, the engines' heartbeats and, on PostgreSQL, what each connection to the
+    test database is waiting for: what a stuck delivery process was waiting on."""
+    engine = make_engine(db_url)
+    try:
+        async with engine.connect() as conn:
+            lines = [str(tuple(r)) for r in await conn.execute(
+                select(Delivery.state, Delivery.claimed_by, func.count(), func.max(Delivery.next_attempt_at))
+                .group_by(Delivery.state, Delivery.claimed_by)
+            )]  # fmt: skip
+            lines += [str(tuple(r)) for r in await conn.execute(select(Broadcast.id, Broadcast.status))]
+            lines += [
+                str(tuple(r)) for r in await conn.execute(select(BroadcastWorker.id, BroadcastWorker.heartbeat_at))
+            ]
+            if db_url.startswith("postgresql"):
+                lines += [str(tuple(r)) for r in await conn.execute(text(
+                    "SELECT pid, state, wait_event_type, wait_event, pg_blocking_pids(pid), left(query, 160) "
+                    "FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                ))]  # fmt: skip
+            return "\n".join(lines)
+    finally:
+        await engine.dispose()
+
+
+async def finish(run: CliRun, wait_s: float = 90.0, db_url: str | None = None) -> str:
+    """Wait for a CLI process; on a timeout fail with what it printed, where its tasks were waiting (SIGUSR1, see
+    broadcast/__main__.py) and, on PostgreSQL, what the database's connections were waiting for."""
+    proc = run.proc
+    try:
+        await asyncio.wait_for(proc.wait(), wait_s)
     except TimeoutError:
+        activity = await db_state(db_url) if db_url else ""
+        proc.send_signal(signal.SIGUSR1)
+        await asyncio.sleep(2)
         proc.kill()
-        out, _ = await proc.communicate()  # what it logged says where it was stuck
-        tail = out.decode(errors="replace")[-3000:]
-        raise AssertionError(f"the delivery process did not finish within {wait_s} s:\n{tail}") from None
-    text = out.decode(errors="replace")
-    assert proc.returncode == 0, text[-3000:]
-    return text
+        await proc.wait()
+        tail = run.log.read_text(encoding="utf-8", errors="replace")[-6000:]
+        raise AssertionError(
+            f"the delivery process did not finish within {wait_s} s:\n{tail}\n--- database ---\n{activity}"
+        ) from None
+    text_out = run.log.read_text(encoding="utf-8", errors="replace")
+    assert proc.returncode == 0, text_out[-3000:]
+    run.log.unlink()
+    return text_out
 
 
 async def prepare(db_url: str, tmp_path: Path, tg_url: str, sandbox: SandboxClient, ids: list[int]) -> int:
@@ -714,11 +761,11 @@ async def prepare(db_url: str, tmp_path: Path, tg_url: str, sandbox: SandboxClie
         await engine.dispose()
     notice = tmp_path / "notice.html"
     notice.write_text("<b>Thông báo</b>: ngày hội cấp căn cước tại Từ Sơn, Chủ nhật này.", encoding="utf-8")
-    proc = await cli(
+    run = await cli(
         tg_url, db_url, "send", "--text-file", str(notice), "--area", "tu_son",
         "--created-by", str(ADMIN), "--report-chat", str(ADMIN),
     )  # fmt: skip
-    out = await finish(proc, 60)
+    out = await finish(run, 60, db_url)
     assert f"queued: {len(ids)} recipients now" in out, out
     return int(out.split("#", 1)[1].split()[0])
 
@@ -751,9 +798,10 @@ async def test_a_delivery_process_killed_mid_broadcast_is_resumed_without_duplic
     first = await cli(tg_url, db_url, "--rate", "10", "--stale-after", "2", "--worker-id", "first", "run",
                       "--broadcast", str(bid))  # fmt: skip
     await sandbox.wait_counter("messages_sent", before + 13, timeout=60)  # the staff's progress + 12 citizens
-    first.send_signal(signal.SIGKILL)
-    await first.wait()
-    assert first.returncode == -signal.SIGKILL
+    first.proc.send_signal(signal.SIGKILL)
+    await first.proc.wait()
+    assert first.proc.returncode == -signal.SIGKILL
+    first.log.unlink()
     at_kill = await final_states(db_url, bid)
     left = [uid for uid, (state, _) in at_kill.items() if state == "pending"]
     in_doubt = [uid for uid, (state, _) in at_kill.items() if state == "sending"]
@@ -761,7 +809,7 @@ async def test_a_delivery_process_killed_mid_broadcast_is_resumed_without_duplic
 
     second = await cli(tg_url, db_url, "--rate", "10", "--stale-after", "2", "--worker-id", "second", "run",
                        "--broadcast", str(bid))  # fmt: skip
-    out = await finish(second)
+    out = await finish(second, db_url=db_url)
     states = await final_states(db_url, bid)
     got = await copies(sandbox, ids)
 
@@ -800,11 +848,11 @@ async def test_two_delivery_processes_on_one_database_never_send_a_delivery_twic
     ids = list(range(7800, 7880))
     bid = await prepare(db_url, tmp_path, tg_url, sandbox, ids)
     await sandbox.faults("sendMessage", delay=0.1, count=100_000)
-    procs = [
+    runs = [
         await cli(tg_url, db_url, "--rate", "20", "--worker-id", name, "run", "--broadcast", str(bid))
         for name in ("left", "right")
     ]
-    outs = [await finish(p) for p in procs]
+    outs = await asyncio.gather(*(finish(r, db_url=db_url) for r in runs))
     states = await final_states(db_url, bid)
     got = await copies(sandbox, ids)
     assert {uid: state for uid, (state, _) in states.items()} == dict.fromkeys(ids, SENT), outs
@@ -822,7 +870,7 @@ async def test_a_send_that_times_out_is_counted_unknown_not_sent_again(
     # the first send takes effect at once but is answered after the sender's 10 s read timeout: Telegram
     # has it, the engine cannot know, and sending it again would deliver it twice
     await sandbox.faults("sendMessage", delay=12, count=1)
-    out = await finish(await cli(tg_url, db_url, "run", "--broadcast", str(bid)))
+    out = await finish(await cli(tg_url, db_url, "run", "--broadcast", str(bid)), db_url=db_url)
     states = {uid: state for uid, (state, _) in (await final_states(db_url, bid)).items()}
     got = await copies(sandbox, ids)
     assert got == dict.fromkeys(ids, 1), (got, out)
@@ -899,10 +947,12 @@ async def test_the_command_line_needs_the_same_second_approval_and_writes_the_sa
     notice = tmp_path / "notice.html"
     send = ("send", "--text-file", str(notice), "--area", "tu_son", "--created-by", str(ADMIN))
     alone = await cli(tg[1], db_url, *send, BROADCAST_APPROVAL_AUDIENCE="10")
-    out, _ = await asyncio.wait_for(alone.communicate(), 60)
-    assert alone.returncode != 0 and b"second staff member must approve" in out, out[-500:]
+    await asyncio.wait_for(alone.proc.wait(), 60)
+    out = alone.log.read_text(encoding="utf-8")
+    alone.log.unlink()
+    assert alone.proc.returncode != 0 and "second staff member must approve" in out, out[-500:]
     approved = await cli(tg[1], db_url, *send, "--approved-by", "7099", BROADCAST_APPROVAL_AUDIENCE="10")
-    await finish(approved, 60)
+    await finish(approved, 60, db_url)
 
     engine = make_engine(db_url)
     try:

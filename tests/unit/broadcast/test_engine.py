@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.sender import TelegramSender
-from broadcast.engine import BroadcastEngine
+from broadcast.engine import BroadcastEngine, Outcome
 from broadcast.ratelimit import RateLimiter
 from kernel.content import Content
 from sandbox.telegram import BotInfo, SandboxClient, TelegramEmulator
@@ -260,6 +261,72 @@ async def test_rows_left_sending_by_a_dead_engine_become_unknown_and_are_not_res
     for uid in ids:
         assert len(await received(sc, uid)) == (0 if uid < 5003 else 1)
     assert engine.stats["unknown_marked"] == 3
+
+
+class SlowRecords(BroadcastEngine):
+    """Outcomes written slowly, as by a PostgreSQL whose commits wait on a busy disk."""
+
+    async def _record(self, outcomes: Sequence[Outcome]) -> None:
+        await asyncio.sleep(1.0)
+        await super()._record(outcomes)
+
+
+async def test_outcomes_being_written_when_the_last_send_ends_are_kept(
+    sc: SandboxClient,
+    sessions: async_sessionmaker[AsyncSession],
+    sender: TelegramSender,
+    content: Content,
+) -> None:
+    """The last send ends while the periodic write of outcomes is under way. That write used to be cancelled
+    and rolled back: its rows stayed `sending` under a live engine and the broadcast never ended."""
+    ids = list(range(5100, 5110))
+    await sc.users_bulk(5100, 10)
+    await add_subscribers(sessions, ids)
+    bid = await queue_broadcast(sessions)
+    # 20/s: the ten sends take half a second, so they end inside the write the flusher starts at 0.25 s; the
+    # batch is larger than the broadcast, so only the flusher and the final flush write outcomes
+    engine = SlowRecords(sessions, sender, content, rate=20.0, batch_size=50)
+    async with asyncio.timeout(30):
+        await engine.run_until_idle(bid)
+
+    assert await states(sessions, bid) == dict.fromkeys(ids, SENT)
+    for uid in ids:
+        assert len(await received(sc, uid)) == 1
+    async with sessions() as s:
+        assert (await s.get(Broadcast, bid)).status == DONE  # type: ignore[union-attr]
+
+
+async def test_an_own_row_whose_outcome_was_lost_becomes_unknown_and_a_held_one_does_not(
+    sc: SandboxClient,
+    sessions: async_sessionmaker[AsyncSession],
+    sender: TelegramSender,
+    content: Content,
+) -> None:
+    """A row this engine claimed long ago and no longer holds lost its outcome (a write that failed for good):
+    it becomes `unknown`, never resent. A row it still holds is in flight, however old its claim."""
+    ids = [5200, 5201, 5202]
+    await sc.users_bulk(5200, 3)
+    await add_subscribers(sessions, ids)
+    bid = await queue_broadcast(sessions)
+    engine = BroadcastEngine(sessions, sender, content, stale_after_s=1.0, worker_id="w-me")
+    long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+    async with sessions() as s, s.begin():
+        b = await s.get(Broadcast, bid)
+        assert b is not None
+        b.status, b.total = "running", 3
+        for uid in ids:
+            s.add(Delivery(broadcast_id=bid, user_id=uid, chat_id=uid, state=SENDING, claimed_by="w-me",
+                           claimed_at=long_ago))  # fmt: skip
+        await s.flush()
+        held = (await s.execute(select(Delivery.id).where(Delivery.user_id == 5202))).scalar_one()
+    engine._holding.add(held)
+
+    await engine._recover_stale()
+
+    assert await states(sessions, bid) == {5200: UNKNOWN, 5201: UNKNOWN, 5202: SENDING}
+    assert engine.stats["unknown_marked"] == 2
+    for uid in ids:
+        assert await received(sc, uid) == []
 
 
 def test_conversation_replies_use_the_broadcast_budget() -> None:
