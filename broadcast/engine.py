@@ -14,6 +14,9 @@ How exactly-once holds:
   holds, one queued, one being sent, and the outcomes not yet written, which are flushed every 0.25 s or once a
   batch is done; at most five batches, about a second of sending) over duplicate announcements to citizens.
   Everything still `pending` is sent by whoever runs next.
+- An outcome that could not be written (the database failed for good) leaves its row `sending` under a live
+  engine; once the claim is `stale_after_s` old and the engine no longer holds the row, it marks it `unknown`
+  too. Without that, one lost write kept a broadcast running for ever.
 
 What the staff member sees meanwhile (the progress message and the final report) is `broadcast/reports.py`.
 """
