@@ -35,8 +35,9 @@ TWO_QUESTION_WORDINGS = (
     "vneid là gì và kích hoạt thế nào",
     "định danh điện tử là gì, đăng ký thế nào",
     "vneid la gi va lam sao de co",
-    "what is vneid and how do i activate it",
-)
+    "cho hỏi vneid là gì và cách kích hoạt",
+    "vneid là gì, đăng ký ra sao",
+)  # Vietnamese only: the citizen below writes in Vietnamese and gets the question in Vietnamese
 # The bot under test runs with core/settings.py's defaults.
 AMBIGUITY_THRESHOLD = Settings.model_fields["nlu_ambiguity_threshold"].default
 AMBIGUITY_FLOOR = Settings.model_fields["nlu_ambiguity_floor"].default
