@@ -1,6 +1,6 @@
-"""Staff figures (/stats): activity, understanding, top intents, handovers, ratings and 👍/👎 over 7 and 30 days; and
-the anonymous daily counters the router keeps for them and the console: messages by intent and by style of writing,
-and conversations begun."""
+"""Staff figures (/stats): activity, conversations, understanding, top intents, handovers, ratings, 👍/👎 and portal
+errors over 7 and 30 days; and the anonymous daily counters the router keeps for them and the console: messages by
+intent and by style of writing, and conversations begun."""
 
 from __future__ import annotations
 
@@ -18,7 +18,15 @@ from actions.staff import is_staff, refused
 from core.text import has_diacritics
 from kernel.types import Incoming, Reply
 from store.models import User
-from store.models_handover import CLOSED, ConversationCount, Feedback, MessageCount, StyleCount, Ticket
+from store.models_handover import (
+    CLOSED,
+    ConversationCount,
+    Feedback,
+    MessageCount,
+    PortalErrorCount,
+    StyleCount,
+    Ticket,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -103,6 +111,7 @@ class Figures:
 
     days: int
     users: int = 0
+    conversations: int = 0
     messages: int = 0
     fallbacks: int = 0
     top_intents: list[tuple[str, int]] = field(default_factory=list)
@@ -112,6 +121,7 @@ class Figures:
     median_close_s: float | None = None
     ratings: list[int] = field(default_factory=list)
     feedback: list[tuple[str, int, int]] = field(default_factory=list)  # topic, 👍, 👎
+    portal_errors: list[tuple[str, int]] = field(default_factory=list)  # kind (portal/errors.py), count; most first
 
 
 async def compute(session: AsyncSession, now: dt.datetime, tz: ZoneInfo, days: int) -> Figures:
@@ -128,6 +138,18 @@ async def compute(session: AsyncSession, now: dt.datetime, tz: ZoneInfo, days: i
         )
     ).one()  # fmt: skip
     fig.messages, fig.fallbacks = int(totals[0]), int(totals[1])
+    in_window = (ConversationCount.day >= first_day, ConversationCount.day <= today)
+    fig.conversations = int(
+        await session.scalar(select(func.coalesce(func.sum(ConversationCount.conversations), 0)).where(*in_window)) or 0
+    )
+    errors = func.sum(PortalErrorCount.errors)
+    by_kind = await session.execute(
+        select(PortalErrorCount.kind, errors)
+        .where(PortalErrorCount.day >= first_day, PortalErrorCount.day <= today)
+        .group_by(PortalErrorCount.kind)
+        .order_by(errors.desc(), PortalErrorCount.kind)
+    )
+    fig.portal_errors = [(str(k), int(n)) for k, n in by_kind.all() if n]
     handled = func.sum(MessageCount.handled)
     top = await session.execute(
         select(MessageCount.intent, handled)
@@ -175,7 +197,11 @@ def render(ctx: Context, fig: Figures) -> str:
             return t("stats_minutes", m=minutes)
         return t("stats_hours", h=minutes // 60, m=minutes % 60)
 
-    lines = [t("stats_window", days=fig.days), t("stats_users", count=fig.users)]
+    lines = [
+        t("stats_window", days=fig.days),
+        t("stats_users", count=fig.users),
+        t("stats_conversations", count=fig.conversations),
+    ]
     if fig.messages:
         share = round(100 * (fig.messages - fig.fallbacks) / fig.messages)
         lines.append(t("stats_messages", total=fig.messages, share=share))
@@ -200,6 +226,11 @@ def render(ctx: Context, fig: Figures) -> str:
         lines.append(t("stats_feedback", items=", ".join(f"{topic} {u}👍/{d}👎" for topic, u, d in fig.feedback)))
     else:
         lines.append(t("stats_feedback_none"))
+    if fig.portal_errors:
+        total = sum(n for _, n in fig.portal_errors)
+        lines.append(t("stats_portal_errors", total=total, items=", ".join(f"{k} {n}" for k, n in fig.portal_errors)))
+    else:
+        lines.append(t("stats_portal_errors_none"))
     return "\n".join(lines)
 
 

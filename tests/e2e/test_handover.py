@@ -13,7 +13,7 @@ from nlu.server import RasaServer
 from sandbox.telegram.client import SandboxClient, SimGroup, SimMessage, SimUser
 from store.db import unit_of_work
 from store.models import NluReview, User
-from store.models_handover import CLOSED, WAITING, Feedback, MessageCount, Ticket
+from store.models_handover import CLOSED, WAITING, ConversationCount, Feedback, MessageCount, Ticket
 from store.models_staff import StaffMember
 from tests.support.bots import BotRunner
 
@@ -225,6 +225,8 @@ async def test_stats_for_an_admin_match_the_rows_and_others_get_unknown_command(
     post = await one(group)
     await take_talk_close_rate(giang, staff, group, post)
 
+    async with unit_of_work(runtime.sessions) as s:  # before /stats, whose own update begins the admin's
+        conversations = int(await s.scalar(select(func.sum(ConversationCount.conversations))) or 0)
     await admin.command("stats")
     stats = await one(admin)
     async with unit_of_work(runtime.sessions) as s:
@@ -243,6 +245,8 @@ async def test_stats_for_an_admin_match_the_rows_and_others_get_unknown_command(
         assert f"Tin nhắn: {handled}, trợ lý hiểu được {round(100 * (handled - fallbacks) / handled)}%" in window
         assert "Gặp cán bộ: 1 yêu cầu (0 đang mở)" in window
         assert "Đánh giá cán bộ: 1 lượt, trung bình 4.0/5" in window
+        assert f"Lượt trò chuyện: {conversations}" in window and conversations == 2  # Giang's and Hải's
+        assert "Lỗi khi tra cứu cổng dịch vụ công: không có" in window
         assert "proc:passport 0👍/1👎" in window and "proc:permanent_residence 1👍/0👎" in window
 
     await giang.command("stats")

@@ -25,7 +25,16 @@ from sandbox.telegram.client import SandboxClient, SimUser
 from store.all_models import Base
 from store.db import unit_of_work
 from store.models import User
-from store.models_handover import CLOSED, TAKEN, ConversationCount, Feedback, MessageCount, StyleCount, Ticket
+from store.models_handover import (
+    CLOSED,
+    TAKEN,
+    ConversationCount,
+    Feedback,
+    MessageCount,
+    PortalErrorCount,
+    StyleCount,
+    Ticket,
+)
 from tests.support.bots import BotRunner
 
 ADMIN = 9999
@@ -317,6 +326,11 @@ async def _seed(session: AsyncSession) -> None:
         session.add(
             Feedback(user_id=uid, topic=topic, offered_at=NOW - ago, vote=vote, voted_at=NOW - ago if vote else None)
         )
+    for days_ago, conversations in [(0, 4), (6, 2), (20, 5), (40, 9)]:
+        session.add(ConversationCount(day=TODAY - dt.timedelta(days=days_ago), conversations=conversations))
+    for days_ago, kind, errors in [(0, "timeout", 2), (3, "server_error", 3), (3, "timeout", 1), (15, "auth", 1),
+                                   (45, "timeout", 7)]:  # fmt: skip
+        session.add(PortalErrorCount(day=TODAY - dt.timedelta(days=days_ago), kind=kind, errors=errors))
 
 
 async def _stats(sessions: async_sessionmaker[AsyncSession], content: Content, user_id: int) -> list[Reply]:
@@ -344,20 +358,24 @@ async def test_stats_match_the_rows(sessions: async_sessionmaker[AsyncSession], 
     assert week.splitlines() == [
         t("stats_window", days=7),
         t("stats_users", count=2),
+        t("stats_conversations", count=6),
         t("stats_messages", total=5, share=80),
         t("stats_intents", items="eid_activate 3, check_status 1"),
         t("stats_handover", opened=3, open_now=1, take=t("stats_minutes", m=15), close=t("stats_minutes", m=40)),
         t("stats_ratings", count=1, avg="4.0"),
         t("stats_feedback", items="eid_otp 1👍/1👎"),
+        t("stats_portal_errors", total=6, items="server_error 3, timeout 3"),
     ]
     assert month.splitlines() == [
         t("stats_window", days=30),
         t("stats_users", count=3),
+        t("stats_conversations", count=11),
         t("stats_messages", total=9, share=67),
         t("stats_intents", items="eid_activate 3, procedure_info 2, check_status 1"),
         t("stats_handover", opened=4, open_now=1, take=t("stats_minutes", m=20), close=t("stats_hours", h=1, m=5)),
         t("stats_ratings", count=2, avg="3.0"),
         t("stats_feedback", items="eid_otp 1👍/1👎, check_status 0👍/1👎"),
+        t("stats_portal_errors", total=7, items="server_error 3, timeout 3, auth 1"),
     ]
 
 
@@ -365,6 +383,8 @@ async def test_stats_on_an_empty_database(sessions: async_sessionmaker[AsyncSess
     [reply] = await _stats(sessions, content, ADMIN)
     assert content.text("handover.stats_messages_none", "vi") in reply.text
     assert content.text("handover.stats_ratings_none", "vi") in reply.text
+    assert content.text("handover.stats_conversations", "vi", count=0) in reply.text
+    assert content.text("handover.stats_portal_errors_none", "vi") in reply.text
 
 
 async def test_stats_are_for_staff_only(sessions: async_sessionmaker[AsyncSession], content: Content) -> None:
