@@ -196,7 +196,8 @@ def _print_tasks() -> None:
     print(f"--- {len(tasks)} tasks ---", file=sys.stderr)
     for task in tasks:
         print(f"{task.get_name()}:", file=sys.stderr)
-        # down the chain of awaits: where each coroutine stands, the innermost last
+        # Down the chain of awaits, the innermost last. Task.print_stack() shows only the outermost frame of a
+        # suspended coroutine (`_main`), which says nothing about where it waits.
         coro: Any = task.get_coro()
         while coro is not None:
             frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
