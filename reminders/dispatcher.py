@@ -118,17 +118,28 @@ class Dispatcher:
             self._arm(0.0 if full else None, next_due)
         return handed
 
-    async def aclose(self) -> None:
-        """Stop the wake-up timer and wait for a tick in flight (call on shutdown)."""
+    async def aclose(self, grace_s: float = 10.0) -> None:
+        """Stop the wake-up timer and let a tick in flight finish (call on shutdown, before the sender closes).
+
+        A tick is not cancelled: a cancel landing after Telegram accepted a reminder, before `sent` is written,
+        would leave the row `sending` and make a delivered reminder `unknown`. Once closed, a tick sends nothing
+        new (its remaining claims go back to `pending` at once), so the wait is one send per citizen at most.
+        Only a tick still running after `grace_s` (a hung connection) is cancelled; the lease recovers its rows.
+        """
         self._closed = True
         if self._timer is not None:
             self._timer.cancel()
-        for task in list(self._tasks):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        async with self._lock:
-            pass
+            self._timer = None
+        try:
+            await asyncio.wait_for(self._lock.acquire(), timeout=grace_s)
+        except TimeoutError:
+            log.warning("reminders_close_timeout", grace_s=grace_s)
+            for task in list(self._tasks):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        else:
+            self._lock.release()
 
     # ---- internals ------------------------------------------------------------------------------------
 
@@ -240,6 +251,11 @@ class Dispatcher:
 
     async def _deliver(self, row: Reminder, user: User, now: dt.datetime) -> int:
         """Send one claimed reminder (or the note that replaces it); returns 1 if handed to the sender."""
+        if self._closed:
+            # Shutting down: hand the claim back now rather than after the lease, so another process sends it.
+            if await self._transition(row.id, (CLAIMED,), state=PENDING, claimed_by=None, claimed_at=None):
+                self.stats["released"] += 1
+            return 0
         if not user.active:
             await self._transition(row.id, (CLAIMED,), state=CANCELLED, last_error="inactive", updated_at=now)
             self.stats["cancelled"] += 1

@@ -342,3 +342,51 @@ async def test_between_ticks_a_timer_sends_at_the_due_time(
     finally:
         await d.aclose()
     assert len(sender.sent) == 1
+
+
+async def test_shutdown_lets_a_send_in_flight_finish_and_hands_back_the_rest(
+    sessions: async_sessionmaker[AsyncSession], sender: FakeSender, make: Callable[..., Dispatcher]
+) -> None:
+    due = dt.datetime.now(dt.UTC) + dt.timedelta(milliseconds=200)
+    first = await add(sessions, AN, due, "đang gửi lúc tắt")
+    rest = [await add(sessions, BINH, due, "chờ"), await add(sessions, CHI, due, "chờ")]
+    sending, release = asyncio.Event(), asyncio.Event()
+
+    async def slow(chat_id: int, reply: Reply) -> None:
+        sending.set()
+        await release.wait()
+
+    sender.before_send = slow
+    d = make(interval_s=5.0, concurrency=1)
+    assert await d.tick() == 0  # arms the timer; the timer's tick claims all three and starts on the first
+    await asyncio.wait_for(sending.wait(), timeout=2)
+    closing = asyncio.create_task(d.aclose())
+    await asyncio.sleep(0.05)
+    assert not closing.done()  # it waits for the send rather than cancelling it
+    release.set()
+    await asyncio.wait_for(closing, timeout=2)
+    st = await states(sessions)
+    assert st[first] == SENT and len(sender.sent) == 1
+    assert [st[r] for r in rest] == [PENDING, PENDING]  # not left `claimed` for the lease
+    assert d.stats["released"] == 2
+    assert await make().tick(dt.datetime.now(dt.UTC)) == 2  # another process sends them at once
+
+
+async def test_shutdown_gives_up_on_a_hung_send_after_the_grace_period(
+    sessions: async_sessionmaker[AsyncSession], sender: FakeSender, make: Callable[..., Dispatcher]
+) -> None:
+    due = dt.datetime.now(dt.UTC) + dt.timedelta(milliseconds=100)
+    rid = await add(sessions, AN, due)
+    sending = asyncio.Event()
+
+    async def hang(chat_id: int, reply: Reply) -> None:
+        sending.set()
+        await asyncio.Event().wait()
+
+    sender.before_send = hang
+    d = make(interval_s=5.0)
+    await d.tick()
+    await asyncio.wait_for(sending.wait(), timeout=2)
+    await asyncio.wait_for(d.aclose(grace_s=0.2), timeout=2)
+    assert (await states(sessions))[rid] == SENDING  # outcome unknown: the lease turns it `unknown`, never resent
+    assert sender.sent == []
