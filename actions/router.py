@@ -15,6 +15,7 @@ from sqlalchemy import BigInteger, CompoundSelect, bindparam, literal_column, se
 from actions.base import Capability, Context, Hook, Services
 from actions.faq import Faq
 from actions.lang import detect
+from actions.staff import role_of
 from actions.stats import begins_conversation, count_conversation
 from core.pii import redact
 from kernel import callbacks
@@ -126,21 +127,21 @@ class Assistant:
     # so the day's one counter row is written, and locked, only from then to the commit)?
 
     async def on_command(self, name: str, args: str, inc: Incoming, ctx: Context) -> list[Reply]:
-        begins = self._begins_conversation(inc, ctx)
+        begins = await self._begins_conversation(inc, ctx)
         return await self._counted(begins, ctx, await self._command(name, args, inc, ctx))
 
     async def on_text(self, inc: Incoming, ctx: Context) -> list[Reply]:
-        begins = self._begins_conversation(inc, ctx)
+        begins = await self._begins_conversation(inc, ctx)
         return await self._counted(begins, ctx, await self._text(inc, ctx))
 
     async def on_callback(self, inc: Incoming, ctx: Context) -> list[Reply]:
-        begins = self._begins_conversation(inc, ctx)
+        begins = await self._begins_conversation(inc, ctx)
         return await self._counted(begins, ctx, await self._callback(inc, ctx))
 
     async def on_media(self, inc: Incoming, ctx: Context) -> list[Reply]:
         """A photo, sticker, voice note, location or contact. A capability waiting for a photo (a broadcast being
         composed) or relaying messages (an open handover ticket) takes it; otherwise the citizen is told."""
-        begins = self._begins_conversation(inc, ctx)
+        begins = await self._begins_conversation(inc, ctx)
         return await self._counted(begins, ctx, await self._media(inc, ctx))
 
     async def _command(self, name: str, args: str, inc: Incoming, ctx: Context) -> list[Reply]:
@@ -368,12 +369,15 @@ class Assistant:
         picks = [first, second]
         return [i for i in picks if i in self.by_intent or (i in SMALL_TALK and i != "out_of_scope")]
 
-    def _begins_conversation(self, inc: Incoming, ctx: Context) -> bool:
+    async def _begins_conversation(self, inc: Incoming, ctx: Context) -> bool:
         """Does this update begin a conversation (actions/stats.py `begins_conversation`)? Decided from the citizen's
-        own row, before anything of the update is written; staff at work in their group are in none."""
+        own row, before anything of the update is written. Staff are in none, in their group or in a private chat
+        (an admin asking /stats is not a citizen); their role is looked up only when a conversation would begin."""
         if inc.chat_id == ctx.settings.staff_chat_id:
             return False
-        return begins_conversation(ctx.user.last_seen_at, ctx.now, ZoneInfo(ctx.settings.timezone), new=_is_new(ctx))
+        if not begins_conversation(ctx.user.last_seen_at, ctx.now, ZoneInfo(ctx.settings.timezone), new=_is_new(ctx)):
+            return False
+        return await role_of(ctx) is None
 
     async def _counted(self, begins: bool, ctx: Context, replies: list[Reply]) -> list[Reply]:
         """The update's replies, once the conversation it began (if it did) is counted: by local day, nothing about

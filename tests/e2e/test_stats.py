@@ -35,6 +35,7 @@ from store.models_handover import (
     StyleCount,
     Ticket,
 )
+from store.models_staff import StaffMember
 from tests.support.bots import BotRunner
 
 ADMIN = 9999
@@ -133,7 +134,9 @@ async def _update(
     chat_id: int | None = None,
 ) -> None:
     """One update through the router in its own transaction, as the adapter runs it (without its bookkeeping)."""
-    settings = Settings(_env_file=None, timezone="Asia/Ho_Chi_Minh", staff_chat_id=STAFF_GROUP)  # type: ignore[call-arg]
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None, timezone="Asia/Ho_Chi_Minh", staff_chat_id=STAFF_GROUP, admin_ids=[ADMIN]
+    )
     async with factory() as session, session.begin():
         user = await session.get(User, user_id)
         assert user is not None
@@ -168,6 +171,26 @@ async def test_a_conversation_across_midnight_begins_once_on_the_new_day(db_url:
         assert await _conversations(factory) == {dt.date(2026, 3, 20): 1}
         # an hour later, in the staff group: work, not a conversation with the assistant
         await _update(factory, content, assistant, 7, _vn(20, 1, 30), text="/stats", chat_id=STAFF_GROUP)
+        assert await _conversations(factory) == {dt.date(2026, 3, 20): 1}
+    finally:
+        await engine.dispose()
+
+
+async def test_staff_and_admins_begin_no_conversation_in_a_private_chat(db_url: str, content: Content) -> None:
+    """An admin asking /stats, or a staff member trying the bot, is at work: only citizens' conversations count."""
+    engine = await _engine(db_url)
+    factory = async_sessionmaker(engine, expire_on_commit=False)
+    try:
+        async with factory() as session, session.begin():
+            for uid in (ADMIN, 31, 32):
+                day_before = NOW - dt.timedelta(days=1)
+                session.add(User(id=uid, chat_id=uid, lang="vi", created_at=day_before, last_seen_at=day_before))
+            session.add(StaffMember(user_id=31, role="staff", added_by=ADMIN))
+        assistant = Assistant(_Nlu(), [StatsCapability()])
+        await _update(factory, content, assistant, ADMIN, NOW, text="/stats")
+        await _update(factory, content, assistant, 31, NOW, text="/menu")
+        assert await _conversations(factory) == {}
+        await _update(factory, content, assistant, 32, NOW, text="/menu")  # a citizen
         assert await _conversations(factory) == {dt.date(2026, 3, 20): 1}
     finally:
         await engine.dispose()
