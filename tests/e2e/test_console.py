@@ -365,17 +365,17 @@ async def test_dashboard_figures_are_the_database_s(
         [*guide, "2", "1", ""],
         ["eid_info", "eid.info", "1", "0", ""],
     ]
-    # conversations: 5 seeded today and the admin's own, asking the bot for the sign-in link (a first message);
-    # 3 two days ago; every other day of the 30 a zero
+    # conversations: 5 seeded today (the admin asking the bot for the sign-in link begins none: staff are at
+    # work); 3 two days ago; every other day of the 30 a zero
     older = (today - dt.timedelta(days=2)).isoformat()
     assert conversations[0] == "day,conversations" and len(conversations) == 31
-    assert conversations[-1] == f"{today.isoformat()},6" and conversations[-3] == f"{older},3"
+    assert conversations[-1] == f"{today.isoformat()},5" and conversations[-3] == f"{older},3"
     assert {line.split(",")[1] for line in conversations[1:-3] + conversations[-2:-1]} == {"0"}
-    assert '<div class="kpi" id="kpi-conversations"><b>9</b>' in html
+    assert '<div class="kpi" id="kpi-conversations"><b>8</b>' in html
     chart = html[html.index("<h2>Lượt trò chuyện mỗi ngày</h2>") :].split("</figure>", 1)[0]
     assert chart.count('<rect class="bar"') == 30
     assert (
-        f"<title>{today:%d/%m}: 6</title>" in chart
+        f"<title>{today:%d/%m}: 5</title>" in chart
         and f"<title>{today - dt.timedelta(days=2):%d/%m}: 3</title>" in chart
     )
     # portal errors per day and kind: the days with errors, latest first, and the period's totals

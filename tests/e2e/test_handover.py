@@ -225,11 +225,13 @@ async def test_stats_for_an_admin_match_the_rows_and_others_get_unknown_command(
     post = await one(group)
     await take_talk_close_rate(giang, staff, group, post)
 
-    async with unit_of_work(runtime.sessions) as s:  # before /stats, whose own update begins the admin's
+    async with unit_of_work(runtime.sessions) as s:
         conversations = int(await s.scalar(select(func.sum(ConversationCount.conversations))) or 0)
     await admin.command("stats")
     stats = await one(admin)
     async with unit_of_work(runtime.sessions) as s:
+        # the admin at work begins no conversation, even in a private chat
+        assert int(await s.scalar(select(func.sum(ConversationCount.conversations))) or 0) == conversations
         handled = int(await s.scalar(select(func.sum(MessageCount.handled))) or 0)
         fallbacks = int(await s.scalar(select(func.sum(MessageCount.fallbacks))) or 0)
         users = await s.scalar(select(func.count()).select_from(User))
