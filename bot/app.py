@@ -11,7 +11,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import structlog
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from telegram import BotCommand, Update
@@ -47,6 +46,7 @@ from console.auth import purge_links as purge_console_links
 from console.capability import ConsoleCapability
 from console.server import ConsoleServer
 from core.flood import FloodGuard
+from core.scheduler import DrainingScheduler
 from core.settings import Settings
 from kernel.content import Content
 from kernel.content_schema import guides_section
@@ -91,7 +91,7 @@ class Runtime:
     sessions: async_sessionmaker[AsyncSession]
     nlu: NluClient
     assistant: Assistant
-    scheduler: AsyncIOScheduler
+    scheduler: DrainingScheduler
     services: Services = field(default_factory=Services)
     adapter: TelegramAdapter | None = None
     port_bot: ExtBot[Any] | None = None
@@ -212,7 +212,7 @@ def build_application(
         sessions=sessions,
         nlu=nlu,
         assistant=assistant,
-        scheduler=AsyncIOScheduler(timezone=dt.UTC),
+        scheduler=DrainingScheduler(timezone=dt.UTC),
         services=services,
     )
     # Background sends (broadcasts, reminders, dossier notices, ticket posts) go through their own bot object and
@@ -380,8 +380,13 @@ def _start_background(runtime: Runtime, sender: TelegramSender) -> None:
 
 
 async def _stop_background(runtime: Runtime) -> None:
-    if runtime.scheduler.running:
-        runtime.scheduler.shutdown(wait=False)
+    """Stop the background work without cutting a send from the write that records it: no new job runs, the
+    reminders tick hands back what it has not started, the runs in flight finish (core/scheduler.py), and only
+    then is anything cancelled. Called before the senders and the database engine close."""
+    runtime.scheduler.stop_starting()
+    if runtime.dispatcher is not None:
+        await runtime.dispatcher.aclose()
+    await runtime.scheduler.aclose()
     if runtime.broadcasts is not None:
         await runtime.broadcasts.stop()
     for task in runtime.background:
@@ -392,8 +397,6 @@ async def _stop_background(runtime: Runtime) -> None:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
     runtime.background.clear()
-    if runtime.dispatcher is not None:
-        await runtime.dispatcher.aclose()
 
 
 async def start_in_loop(app: Application, poll_timeout: int = 1) -> None:

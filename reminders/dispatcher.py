@@ -386,7 +386,9 @@ class Dispatcher:
 def schedule(scheduler: Any, dispatcher: Dispatcher, interval_s: float = 1.0) -> None:
     """Add the tick to an APScheduler 3 AsyncIOScheduler: one job with a fixed id, never two at once.
 
-    The job holds no reminder: the database does (APScheduler's job stores must not be shared by replicas).
+    The job holds no reminder: the database does (APScheduler's job stores must not be shared by replicas). On
+    shutdown, use core/scheduler.py's DrainingScheduler and close the dispatcher before it: a plain
+    AsyncIOScheduler's shutdown cancels a tick in flight, whatever `aclose` then waits for.
     """
     scheduler.add_job(
         dispatcher.tick,

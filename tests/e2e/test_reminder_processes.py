@@ -191,3 +191,36 @@ async def test_killed_process_then_restart_delivers_the_rest_without_duplicates(
         if states[rid] == SENT:
             assert seen[task] == 1, task  # every reminder marked sent reached its citizen exactly once
     assert sum(seen.values()) >= len(tasks) - concurrency  # nothing lost but the in-flight ones
+
+
+async def test_stopped_process_finishes_its_sends_and_hands_back_the_rest(
+    db_url: str, engine: AsyncEngine, emu: TelegramEmulator, sc: SandboxClient
+) -> None:
+    """SIGTERM mid-way (a deploy, a restart): the sends in flight finish and are recorded, nothing is left
+    `claimed` or `sending` for the lease, and the next process sends the rest at once, each exactly once."""
+    sessions = make_sessionmaker(engine)
+    users, per_user = 20, 3
+    tasks = await seed(sessions, sc, users, per_user, spread_s=0.5)
+    await sc.rates(enabled=False)
+    await sc.faults("sendMessage", count=len(tasks), delay=0.3)  # slow sends: the stop lands during some
+    first = await spawn(db_url, emu, "--batch", "50", "--concurrency", "4")
+    await sc.wait_counter("messages_sent", 8, timeout=60)
+    await stop(first)
+    assert first.returncode == 0
+    after_stop = await count_states(sessions)
+    assert after_stop[CLAIMED] + after_stop[SENDING] + after_stop[UNKNOWN] == 0, after_stop
+    assert after_stop[SENT] + after_stop[PENDING] == len(tasks) and after_stop[PENDING] > 0, after_stop
+    seen = await received(sc, users)
+    assert sum(seen.values()) == after_stop[SENT] and max(seen.values()) == 1  # what is `sent` was received once
+
+    # The lease is 120 s: finishing well within it shows the rows were handed back, not recovered.
+    second = await spawn(db_url, emu)
+    try:
+
+        async def all_sent() -> bool:
+            return (await count_states(sessions))[SENT] == len(tasks)
+
+        await wait_until(all_sent, timeout=45)
+    finally:
+        await stop(second)
+    assert await received(sc, users) == Counter(dict.fromkeys(tasks, 1))

@@ -1,5 +1,6 @@
-"""A reminders-only bot process for the multi-process tests: an AsyncIOScheduler ticks a Dispatcher that sends
-through python-telegram-bot to the Telegram emulator. Prints "ready" once ticking; stops on SIGTERM.
+"""A reminders-only bot process for the multi-process tests: the bot's scheduler ticks a Dispatcher that sends
+through python-telegram-bot to the Telegram emulator. Prints "ready" once ticking; on SIGTERM it stops the way the
+bot does (bot/app.py `_stop_background`): no new tick, the sends in flight finish, the rest go back to pending.
 
     python tests/support/reminders_worker.py --database-url URL --api-url http://127.0.0.1:PORT/bot --token T
 """
@@ -14,12 +15,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from telegram.ext import ExtBot
 
 import store.models_reminders  # noqa: F401  (the reminders tables)
 from bot.sender import TelegramSender
 from core.logs import setup_logging
+from core.scheduler import DrainingScheduler
 from kernel.content import Content
 from reminders import Dispatcher, schedule
 from reminders.when import VN_TZ
@@ -56,13 +57,14 @@ async def serve(args: argparse.Namespace) -> None:
             backoff_s=args.backoff,
             interval_s=args.interval,
         )
-        scheduler = AsyncIOScheduler()
+        scheduler = DrainingScheduler()
         schedule(scheduler, dispatcher, args.interval)
         scheduler.start()
         print(f"ready {dispatcher.worker_id}", flush=True)
         await stop.wait()
-        scheduler.shutdown(wait=False)
+        scheduler.stop_starting()
         await dispatcher.aclose()
+        await scheduler.aclose()
         print(f"stats {dict(dispatcher.stats)}", flush=True)
     await engine.dispose()
 
