@@ -17,7 +17,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.backoff import backoff_s
-from kernel.outbox import Blocked
+from kernel.outbox import Blocked, RetryLater
 from portal.client import DossierNotFound, PortalError, PortalUnavailable, code_ref
 from portal.errors import count_error
 from portal.models import Dossier
@@ -270,6 +270,13 @@ class DossierPoller:
                 # still announced when they come back.
                 log.info("dossier_notify_blocked", dossier=code_ref(claim.code))
                 await session.execute(update(User).where(User.id == claim.user_id).values(active=False))
+                report.notify_failed += 1
+                return
+            except RetryLater as exc:
+                # Telegram said when to try again (a 429's retry_after, often a second) or the send never left:
+                # try then, not a whole retry period later. Not recorded, so the change is still announced.
+                log.info("dossier_notify_retry", dossier=code_ref(claim.code), after_s=exc.after_s)
+                follow.next_poll_at = now + dt.timedelta(seconds=min(max(exc.after_s, 1.0), self.retry_s))
                 report.notify_failed += 1
                 return
             except Exception:

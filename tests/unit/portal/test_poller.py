@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from kernel.outbox import Throttled
 from portal.breaker import CircuitBreaker
 from portal.client import PortalClient
 from portal.models import Dossier
@@ -50,12 +51,13 @@ class Inbox:
     sent: list[tuple[int, int, str, int, str]] = field(default_factory=list)
     fail_next: int = 0
     attempts: int = 0
+    error: Exception = field(default_factory=lambda: ConnectionError("telegram unreachable"))
 
     async def __call__(self, user_id: int, chat_id: int, dossier: Dossier, lang: str) -> None:
         self.attempts += 1
         if self.fail_next:
             self.fail_next -= 1
-            raise ConnectionError("telegram unreachable")
+            raise self.error
         self.sent.append((user_id, chat_id, dossier.code, int(dossier.status.code), lang))
 
 
@@ -242,6 +244,27 @@ async def test_failed_notification_is_retried_not_lost_nor_repeated(
     assert (await restarted.run_once()).notified == 0
     assert inbox.sent == [(1, 1_000_001, RECEIVED, 4, "vi")]
     assert inbox.attempts == 2
+
+
+async def test_a_throttled_notice_is_tried_again_when_telegram_says_not_a_retry_period_later(
+    sessions: async_sessionmaker[AsyncSession],
+    emu: PortalEmulator,
+    portal: PortalClient,
+    now: Now,
+    make_poller: MakePoller,
+) -> None:
+    inbox = Inbox(fail_next=1, error=Throttled(3.0, "telegram 429"))
+    await follow(sessions, portal, now, 1, RECEIVED)
+    emu.advance(RECEIVED)  # 2 → 4
+    now.advance(INTERVAL)
+    poller = make_poller(sessions, inbox, retry_s=60)
+    assert (await poller.run_once()).notify_failed == 1
+    (row,) = await follows(sessions)
+    assert (row.last_status, row.next_poll_at) == (2, now() + dt.timedelta(seconds=3))
+
+    now.advance(3)
+    assert (await poller.run_once()).notified == 1
+    assert inbox.sent == [(1, 1_000_001, RECEIVED, 4, "vi")]
 
 
 async def test_one_request_per_code_however_many_followers(
