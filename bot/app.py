@@ -277,6 +277,7 @@ def build_application(
                 model_status=nlu.status,
                 swap_model=nlu.load_model,
                 models_dir=settings.nlu_models_dir,
+                content=content,
             )
             await runtime.console.start()
         log.info("bot.started", bot=app.bot.username)

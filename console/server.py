@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from actions.staff import role_in
 from console import auth, charts, figures, models, review
 from core.settings import ROOT, Settings
+from kernel.content import Content
 from nlu.figures import Refusal
 from nlu.tools.common import MODELS
 from portal import errors as portal_errors
@@ -36,6 +37,7 @@ from store.models_staff import AuditEntry
 log = structlog.get_logger(__name__)
 
 PERIODS = (7, 30, 90)
+CONSOLE_LANG = "vi"  # the console's pages (console/templates/) are in Vietnamese
 # The portal error kinds (portal/errors.py KINDS) as the dashboard names them, in the table's order.
 PORTAL_ERROR_LABELS = {
     portal_errors.TIMEOUT: "Hết giờ chờ",
@@ -84,6 +86,7 @@ class ConsoleServer:
         swap_model: ModelSwap | None = None,
         models_dir: Path = MODELS,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        content: Content | None = None,
     ) -> None:
         if settings.console_secret is None or len(settings.console_secret.get_secret_value()) < 32:
             # Without a real key anyone could mint a session cookie: the console does not start.
@@ -97,6 +100,7 @@ class ConsoleServer:
         self._swapping = asyncio.Lock()  # one swap at a time: a second click waits for nothing, it is refused
         self.models_dir = models_dir
         self.clock = clock
+        self.content = content if content is not None else Content.load()
         self.secret = settings.console_secret.get_secret_value().encode()
         self.tz = ZoneInfo(settings.timezone)
         self.secure = settings.console_url.startswith("https://")
@@ -172,8 +176,15 @@ class ConsoleServer:
         html = self.env.get_template(name).render(nonce=request[NONCE], path=request.path, **values)
         return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
 
-    def refuse(self, request: web.Request, status: int, message: str, *, clear: bool = False) -> web.Response:
-        response = self.page(request, "error.html", status=status, message=message, staff=None)
+    def say(self, key: str, **values: object) -> str:
+        """A console text from data/content/console.yml; the console's pages are in Vietnamese."""
+        return self.content.text(f"console.{key}", CONSOLE_LANG, **values)
+
+    def refuse(
+        self, request: web.Request, status: int, key: str, *, clear: bool = False, **values: object
+    ) -> web.Response:
+        """The error page with the text `console.<key>` (data/content/console.yml)."""
+        response = self.page(request, "error.html", status=status, message=self.say(key, **values), staff=None)
         if clear:
             response.del_cookie(auth.COOKIE, path="/")
         return response
@@ -184,21 +195,21 @@ class ConsoleServer:
         if session is None:
             if request.cookies.get(auth.COOKIE):
                 log.warning("console.refused", reason="bad_cookie", path=request.path)
-            return self.refuse(request, 401, "Bạn chưa đăng nhập. Gửi /console cho trợ lý để nhận liên kết đăng nhập.")
+            return self.refuse(request, 401, "refused_signed_out")
         async with unit_of_work(self.sessions) as s:
             role = await role_in(s, self.settings, session.user_id)
         if role not in ("admin", "staff"):
             log.warning("console.refused", reason="not_staff", user=session.user_id, path=request.path)
-            return self.refuse(request, 403, "Tài khoản này không còn quyền cán bộ.", clear=True)
+            return self.refuse(request, 403, "refused_no_longer_staff", clear=True)
         if admin and role != "admin":
-            return self.refuse(request, 403, "Trang này chỉ dành cho quản trị viên.")
+            return self.refuse(request, 403, "refused_admins_only")
         if request.method == "POST":
             given = request.headers.get("X-CSRF-Token")
             if given is None:
                 given = str((await request.post()).get("csrf") or "")
             if not auth.csrf_ok(self.secret, session, given):
                 log.warning("console.refused", reason="csrf", user=session.user_id, path=request.path)
-                return self.refuse(request, 403, "Yêu cầu không hợp lệ (thiếu mã CSRF). Tải lại trang rồi thử lại.")
+                return self.refuse(request, 403, "refused_csrf")
         return Staff(session.user_id, role, session.csrf(self.secret))
 
     async def audit(self, s: AsyncSession, staff_id: int, action: str, detail: str = "") -> None:
@@ -214,9 +225,7 @@ class ConsoleServer:
         async with unit_of_work(self.sessions) as s:
             link = await s.get(ConsoleLink, auth.link_hash(token)) if token else None
         if link is None or link.used_at is not None or link.expires_at <= self.clock():
-            return self.refuse(
-                request, 403, "Liên kết đăng nhập không còn hiệu lực. Gửi /console để nhận liên kết mới."
-            )
+            return self.refuse(request, 403, "refused_link_spent")
         return self.page(request, "signin.html", token=token, staff=None)
 
     async def signin(self, request: web.Request) -> web.Response:
@@ -230,12 +239,10 @@ class ConsoleServer:
                     await self.audit(s, user_id, "console.signin", f"role={role}")
         except auth.LinkRefused as refused:
             log.warning("console.refused", reason=f"link_{refused.reason}")
-            return self.refuse(
-                request, 403, "Liên kết đăng nhập không còn hiệu lực. Gửi /console để nhận liên kết mới."
-            )
+            return self.refuse(request, 403, "refused_link_spent")
         if role not in ("admin", "staff"):
             log.warning("console.refused", reason="not_staff", user=user_id)
-            return self.refuse(request, 403, "Tài khoản này không có quyền cán bộ.")
+            return self.refuse(request, 403, "refused_not_staff")
         cookie, _ = auth.sign(self.secret, user_id, now, self.settings.console_session_hours)
         response = web.Response(status=303, headers={"Location": "/"})
         response.set_cookie(
@@ -473,7 +480,7 @@ class ConsoleServer:
             candidate=candidate,
             verdict=found.verdict(candidate) if candidate is not None else None,
             can_swap=self.swap_model is not None and status is not None,
-            reasons=SWAP_REFUSALS,
+            reasons={r: self.say(f"swap_{r.value}") for r in Refusal},
             swapped=request.query.get("swapped"),
             failed=request.query.get("failed"),
         )
@@ -491,20 +498,20 @@ class ConsoleServer:
             return staff
         name = str((await request.post()).get("model") or "")
         if self.swap_model is None:
-            return self.refuse(request, 503, "Bảng điều khiển này không nối với máy chủ NLU.")
+            return self.refuse(request, 503, "refused_no_nlu")
         if self._swapping.locked():
-            return self.refuse(request, 409, "Đang thay mô hình. Đợi một lát rồi tải lại trang.")
+            return self.refuse(request, 409, "refused_swap_busy")
         async with self._swapping:
             status, found = await self._models()
             candidate = found.find(name) if models.MODEL_NAME.fullmatch(name) else None
             if candidate is None:
-                return self.refuse(request, 404, "Không có mô hình này trong thư mục models/.")
+                return self.refuse(request, 404, "refused_no_such_model")
             verdict = found.verdict(candidate) if status is not None else None
             if status is None or verdict is not None:
-                why = SWAP_REFUSALS[verdict] if verdict is not None else "máy chủ NLU không trả lời"
+                why = self.say(f"swap_{verdict.value}" if verdict is not None else "swap_nlu_silent")
                 async with unit_of_work(self.sessions) as s:
                     await self.audit(s, staff.user_id, "console.model_swap_refused", f"{name}: {why}")
-                return self.refuse(request, 409, f"Không thay mô hình {name}: {why}.")
+                return self.refuse(request, 409, "refused_swap", name=name, why=why)
             before = found.running
             error = await self.swap_model(str((self.models_dir / name).resolve()))
             after = await self.model_status() if self.model_status is not None else None
@@ -518,17 +525,6 @@ class ConsoleServer:
             log.warning("console.model_swap_failed", model=name, error=error[:200])
             raise web.HTTPSeeOther(f"/models?{urlencode({'failed': name})}")
         raise web.HTTPSeeOther(f"/models?{urlencode({'swapped': name})}")
-
-
-SWAP_REFUSALS = {
-    Refusal.CANDIDATE_UNMEASURED: "mô hình mới chưa được đo (chạy make nlu-test với mô hình này)",
-    Refusal.RUNNING_UNMEASURED: "mô hình đang chạy chưa được đo, không so sánh được",
-    Refusal.DIFFERENT_FIELD_SETS: "hai mô hình được đo trên hai bộ tin thực tế khác nhau; đo lại cả hai",
-    Refusal.HELDOUT_BELOW_TARGET: "độ chính xác trên tập giữ riêng dưới ngưỡng",
-    Refusal.FIELD_WORSE: "độ chính xác trên bộ tin thực tế thấp hơn mô hình đang chạy",
-    Refusal.MORE_CONFIDENT_WRONG: "nhiều câu trả lời sai mà tự tin hơn mô hình đang chạy",
-    Refusal.ALREADY_RUNNING: "mô hình này đang chạy",
-}
 
 
 def _minutes(seconds: float | None) -> str:
