@@ -12,7 +12,9 @@ and nlu/tools/common.py counts this file among the inputs of a trained model.
 
 from __future__ import annotations
 
+import re
 import unicodedata
+from collections.abc import Iterable
 
 _D = str.maketrans({"đ": "d", "Đ": "d", "ð": "d", "Ð": "d"})
 
@@ -47,3 +49,13 @@ def fold_with_offsets(text: str) -> tuple[str, list[int]]:
 def has_diacritics(text: str) -> bool:
     """Whether the text carries Vietnamese marks (or đ): what tells accented writing from unaccented."""
     return fold(text) != text.lower()
+
+
+def phrase_pattern(phrases: Iterable[str]) -> re.Pattern[str]:
+    """A regex finding any of `phrases` as whole words, the longest first ("dang ky ket hon" before "dang ky").
+
+    The phrases are matched as given: fold them, and the text searched, for diacritic-blind matching."""
+    alternatives = sorted({p for p in phrases if p}, key=len, reverse=True)
+    if not alternatives:
+        raise ValueError("phrase_pattern needs at least one phrase")
+    return re.compile(r"(?<!\w)(?:" + "|".join(re.escape(p) for p in alternatives) + r")(?!\w)")

@@ -13,7 +13,6 @@ word found. Rasa's extractors see no intent, hence this component; it runs after
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any, Dict, List, Pattern
 
@@ -34,7 +33,7 @@ from rasa.shared.nlu.constants import (
 )
 from rasa.shared.nlu.training_data.message import Message
 
-from core.text import fold, fold_with_offsets
+from core.text import fold, fold_with_offsets, phrase_pattern
 
 
 @dataclass(frozen=True)
@@ -48,10 +47,10 @@ class _Rule:
 def _rules(config: Dict[str, Any]) -> List[_Rule]:
     rules = []
     for raw in config.get("rules") or []:
-        words = sorted({fold(w).strip() for w in raw["words"] if fold(w).strip()}, key=len, reverse=True)
+        words = {fold(w).strip() for w in raw["words"]} - {""}
         if not words:
             raise ValueError(f"implied entity rule for {raw.get('intent')!r} has no words")
-        pattern = re.compile(r"(?<!\w)(?:" + "|".join(re.escape(w) for w in words) + r")(?!\w)")
+        pattern = phrase_pattern(words)
         rules.append(_Rule(str(raw["intent"]), str(raw["entity"]), str(raw["value"]), pattern))
     return rules
 

@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import json
-import re
 import unicodedata
 from typing import Any, Dict, List, Pattern
 
@@ -25,7 +24,7 @@ from rasa.shared.nlu.constants import (
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
-from core.text import fold, fold_char, fold_with_offsets
+from core.text import fold, fold_char, fold_with_offsets, phrase_pattern
 
 _FILE = "folded_lookup.json"
 
@@ -79,9 +78,7 @@ class FoldedLookupEntityExtractor(GraphComponent, EntityExtractorMixin):
         for entity, phrases in table.items():
             if not phrases:
                 continue
-            alternatives = sorted(phrases, key=len, reverse=True)
-            body = "|".join(re.escape(p) for p in alternatives)
-            patterns[entity] = re.compile(rf"(?<!\w)(?:{body})(?!\w)")
+            patterns[entity] = phrase_pattern(phrases)
         return patterns
 
     def train(self, training_data: TrainingData) -> Resource:

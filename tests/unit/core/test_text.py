@@ -6,7 +6,7 @@ import unicodedata
 
 import pytest
 
-from core.text import fold, fold_with_offsets, has_diacritics
+from core.text import fold, fold_with_offsets, has_diacritics, phrase_pattern
 
 CASES = [
     ("Đăng KÝ định danh", "dang ky dinh danh"),
@@ -39,3 +39,17 @@ def test_fold_with_offsets_points_into_what_was_typed(text: str, folded: str) ->
 def test_has_diacritics() -> None:
     assert has_diacritics("đăng ký") and has_diacritics("Đ") and has_diacritics("cám ơn")
     assert not has_diacritics("dang ky vneid") and not has_diacritics("HELLO 123") and not has_diacritics("")
+
+
+def test_phrase_pattern_finds_whole_words_longest_first() -> None:
+    pattern = phrase_pattern(["dang ky", "dang ky ket hon", "ho chieu", ""])
+    assert [m.group(0) for m in pattern.finditer("muon dang ky ket hon o xa")] == ["dang ky ket hon"]
+    assert [m.group(0) for m in pattern.finditer("lam ho chieu cho con")] == ["ho chieu"]
+    assert pattern.search("dang kyy") is None and pattern.search("xho chieu") is None  # parts of words do not count
+    assert [m.group(0) for m in pattern.finditer("ho chieu, dang ky.")] == ["ho chieu", "dang ky"]
+
+
+def test_phrase_pattern_escapes_and_refuses_nothing() -> None:
+    assert phrase_pattern(["c++ (v2)"]).search("hoc c++ (v2) nhe") is not None
+    with pytest.raises(ValueError, match="at least one phrase"):
+        phrase_pattern(["", ""])
