@@ -26,14 +26,18 @@ class VietnameseDiacriticFolder(GraphComponent):
     "KÍCH HOẠT" produce the same features. The message text itself and the token offsets are left
     alone, so entity extractors that read the text (regex, lookup) keep exact spans.
     `replacements` maps whole folded tokens (teencode such as "ko", "dc") to a canonical spelling.
+    With `fold_text: false` only the lemma is folded and the token text keeps its diacritics, so a
+    featurizer with `use_lemma: false` can see them ("bao tử" is not "báo tử") while the others,
+    which read the lemma by default, see the folded form.
     """
 
     @staticmethod
     def get_default_config() -> Dict[str, Any]:
-        return {"replacements": {}}
+        return {"replacements": {}, "fold_text": True}
 
     def __init__(self, config: Dict[str, Any]) -> None:
         self._replacements = {fold(k): fold(v) for k, v in (config.get("replacements") or {}).items()}
+        self._fold_text = bool(config.get("fold_text", True))
 
     @classmethod
     def create(
@@ -52,7 +56,8 @@ class VietnameseDiacriticFolder(GraphComponent):
         for token in tokens:
             folded = fold(token.text)
             folded = self._replacements.get(folded, folded)
-            token.text = folded
+            if self._fold_text:
+                token.text = folded
             token.lemma = folded
 
     def process_training_data(self, training_data: TrainingData) -> TrainingData:

@@ -3,11 +3,12 @@
 Usage (repo root, Rasa env):
     P=nlu/tools/pipelines
     rasa train nlu --nlu data/nlu --config $P/d_folded_lr_words.yml --out /tmp/m --fixed-model-name first
-    rasa train nlu --nlu data/nlu --config $P/g_diet_half.yml --out /tmp/m --fixed-model-name second
+    rasa train nlu --nlu data/nlu --config $P/h_diet_typed_half.yml --out /tmp/m --fixed-model-name second
     python -m nlu.tools.blend_tune /tmp/m/first.tar.gz /tmp/m/second.tar.gz --ambiguity 0.2 [--out var/nlu/blend.json]
 
-`--nlu data/nlu` matters: without it rasa reads every NLU file under data/, the evaluation sets included, and the
-models then score about 1.0 on them.
+The SECOND config is the DIET half of config.yml (h_diet_typed_half.yml since candidate (h); g_diet_half.yml
+was (g)'s). `--nlu data/nlu` matters: without it rasa reads every NLU file under data/, the evaluation sets
+included, and the models then score about 1.0 on them.
 
 FIRST is a model whose ranking is kept as it is (the logistic regression), SECOND the one that is softened and
 mixed in (the DIET half, trained on the same data). Both are parsed in-process on the held-out set, the choosing
