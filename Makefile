@@ -65,7 +65,8 @@ nlu-validate: env
 
 nlu-test: env model
 	@$(RASA_ENV) $(RASA_PY) nlu/tools/evaluate.py --latency --confusion var/nlu/confusion.png \
-		--field-confusion var/nlu/field-confusion.png --baseline nlu/tools/pipelines/a_diet_stock.yml
+		--field-confusion var/nlu/field-confusion.png --baseline nlu/tools/pipelines/a_diet_stock.yml \
+		--cache-dir $(CACHE)/models
 
 # Held-out and field figures of one model (MODEL=models/nlu-<hash>.tar.gz, default the current one) in ~30 s,
 # recorded beside it for the console's models page and the hot-swap guard; `nlu-test` measures everything.

@@ -42,7 +42,7 @@ from nlu.tools.common import CONFIG, FALLBACK, FIELD, FIELD_STYLES, HELDOUT, ROO
 CHOOSING_FIELD = ROOT / "data" / "nlu_field_2026-12-07c"
 WEIGHTS = (0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0)
 TEMPERATURES = (1.0, 2.0, 3.0, 5.0, 8.0)
-THRESHOLDS = (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7)
+THRESHOLDS = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7)
 AMBIGUITIES = (0.0, 0.05, 0.1, 0.15, 0.2)
 
 Row = dict[str, Any]  # text, gold, style, first, second (rankings without the fallback)
@@ -112,6 +112,11 @@ def main(argv: list[str] | None = None) -> int:
         "did-you-mean band (core/settings.py nlu_ambiguity_threshold), a choice about the conversation",
     )
     ap.add_argument("--choose-on", type=Path, default=CHOOSING_FIELD, help="the retired field edition to choose on")
+    ap.add_argument(
+        "--no-measuring",
+        action="store_true",
+        help="do not parse data/nlu_field/ at all: when an edition is new, its first look should be make nlu-test's",
+    )
     args = ap.parse_args(argv)
     if args.choose_on.resolve() == FIELD.resolve():
         ap.error("data/nlu_field/ measures: choosing on it would flatter the figures it reports")
@@ -119,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     sets = {
         "heldout": [("heldout", HELDOUT)],
         "field_choose": [(s, args.choose_on / f"{s}.yml") for s in FIELD_STYLES],
-        "field": [(s, FIELD / f"{s}.yml") for s in FIELD_STYLES],
+        "field": [] if args.no_measuring else [(s, FIELD / f"{s}.yml") for s in FIELD_STYLES],
     }
     first, second = rankings(args.first, sets), rankings(args.second, sets)
     data: dict[str, list[Row]] = {}
@@ -145,11 +150,14 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "chosen_on": {**chosen, "edition": str(args.choose_on.relative_to(ROOT)), "figures": on_choosing},
         "running_on_choosing": {**running, "figures": score(data["field_choose"], **running)},
-        "field": score(data["field"], **chosen),
         "heldout": score(data["heldout"], **chosen),
-        "first_alone_on_field": score(data["field"], 0.0, 1.0, chosen["threshold"], chosen["ambiguity"]),
-        "second_alone_on_field": score(data["field"], 1.0, 1.0, chosen["threshold"], chosen["ambiguity"]),
+        "first_alone_on_choosing": score(data["field_choose"], 0.0, 1.0, chosen["threshold"], chosen["ambiguity"]),
+        "second_alone_on_choosing": score(data["field_choose"], 1.0, 1.0, chosen["threshold"], chosen["ambiguity"]),
     }
+    if not args.no_measuring:
+        report["field"] = score(data["field"], **chosen)
+        report["first_alone_on_field"] = score(data["field"], 0.0, 1.0, chosen["threshold"], chosen["ambiguity"])
+        report["second_alone_on_field"] = score(data["field"], 1.0, 1.0, chosen["threshold"], chosen["ambiguity"])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, ensure_ascii=False, indent=1), encoding="utf-8")
     json.dump(report, sys.stdout, ensure_ascii=False, indent=1)

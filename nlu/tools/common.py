@@ -72,21 +72,21 @@ def rasa_bin() -> str:
     return str(Path(sys.executable).with_name("rasa"))
 
 
-def _input_files() -> Iterator[Path]:
+def _input_files(config: Path = CONFIG) -> Iterator[Path]:
     for base, pattern in ((DATA, "**/*"), (COMPONENTS, "**/*.py")):
         for path in sorted(base.glob(pattern)):
             if path.is_file() and "__pycache__" not in path.parts:
                 yield path
     yield TEXT  # the components' folding
     yield ROOT / "nlu" / "blend.py"  # the components' blend of two rankings
-    yield CONFIG
+    yield config
     yield DOMAIN
 
 
-def training_hash() -> str:
-    """sha256 over the names and bytes of everything that changes the trained model."""
+def training_hash(config: Path = CONFIG) -> str:
+    """sha256 over the names and bytes of everything that changes the trained model (of `config`'s pipeline)."""
     digest = hashlib.sha256()
-    for path in _input_files():
+    for path in _input_files(ROOT / config):
         digest.update(path.relative_to(ROOT).as_posix().encode())
         digest.update(b"\0")
         digest.update(path.read_bytes())

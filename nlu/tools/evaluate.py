@@ -9,7 +9,8 @@ Usage (repo root, Rasa env):  python -m nlu.tools.evaluate [--quick] [--model PA
   --confusion PATH  write the cross-validation confusion matrix image (e.g. docs/nlu-confusion.png)
   --field-confusion PATH  write the field set's confusion matrix image (e.g. docs/nlu-field-confusion.png)
   --baseline CONFIG  also train CONFIG (e.g. Rasa's stock DIET pipeline) on the same data and score it on the
-                field set in this run: the chosen pipeline must beat it by 5 points
+                field set in this run: the chosen pipeline must beat it by 5 points. Its model is kept in
+                models/baseline/ (and --cache-dir) under its inputs' hash and trained again only when they change
 The field set (data/nlu_field/) is scored on every run: overall, per style, confident-wrong share, entities.
 Exit status: 0 when every measured figure meets its target, 1 otherwise, 2 when there is no model.
 """
@@ -22,6 +23,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -37,6 +40,7 @@ from nlu.tools.common import (
     FIELD,
     FIELD_STYLES,
     HELDOUT,
+    MODELS,
     ROOT,
     TARGETS,
     Example,
@@ -46,6 +50,7 @@ from nlu.tools.common import (
     quiet_rasa,
     rasa_bin,
     score,
+    training_hash,
     training_synonyms,
 )
 
@@ -69,6 +74,36 @@ def train_to(config: Path, nlu: Path, out: Path, name: str) -> tuple[Path, float
     if proc.returncode != 0 or not model.exists():
         raise RuntimeError(f"training failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return model, seconds
+
+
+def baseline_model(config: Path, cache_dir: Path | None = None) -> tuple[Path, float]:
+    """The baseline pipeline trained on data/nlu: reused while its inputs are unchanged, else trained.
+
+    Rasa's stock DIET takes over an hour here on the current data, so its model is kept like the running one's:
+    models/baseline/<pipeline>-<hash12>.tar.gz (and in `cache_dir`), with its training seconds beside it."""
+    digest = training_hash(config)[:12]
+    target = MODELS / "baseline" / f"{config.stem}-{digest}.tar.gz"
+    seconds_file = target.with_suffix(".seconds")
+    cached = cache_dir / target.name if cache_dir else None
+    if not target.exists() and cached and cached.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(cached, target)
+        shutil.copy2(cached.with_suffix(".seconds"), seconds_file)
+        log(f"baseline: restored {target.name} from {cache_dir}")
+    if target.exists() and seconds_file.exists():
+        log(f"baseline: {target.name} is up to date, not trained again")
+        return target, float(seconds_file.read_text(encoding="utf-8"))
+    log(f"baseline: training {config} on all of data/nlu")
+    with tempfile.TemporaryDirectory(prefix="nlu-base-") as tmp:
+        trained, seconds = train_to(config, DATA, Path(tmp), "baseline")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(trained, target)
+    seconds_file.write_text(f"{seconds:.1f}\n", encoding="utf-8")
+    if cached:
+        cache_dir.mkdir(parents=True, exist_ok=True)  # type: ignore[union-attr]
+        shutil.copy2(target, cached)
+        shutil.copy2(seconds_file, cached.with_suffix(".seconds"))
+    return target, seconds
 
 
 def heldout(model: Path, path: Path = HELDOUT) -> dict[str, Any]:
@@ -311,6 +346,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--confusion", type=Path, help="write the CV confusion matrix PNG here")
     ap.add_argument("--field-confusion", type=Path, help="write the field set's confusion matrix PNG here")
     ap.add_argument("--baseline", type=Path, help="a pipeline to train and score on the field set in this run")
+    env_cache = os.environ.get("NLU_MODEL_CACHE")
+    ap.add_argument("--cache-dir", type=Path, default=Path(env_cache) if env_cache else None,
+                    help="where trained baseline models are kept across clones (as for nlu-train)")  # fmt: skip
     ap.add_argument("--ambiguity-floor", type=float, default=0.25, help="the bot's NLU_AMBIGUITY_FLOOR")
     ap.add_argument("--min-accuracy", type=float, default=TARGETS["heldout_accuracy_min"])
     args = ap.parse_args(argv)
@@ -347,10 +385,8 @@ def main(argv: list[str] | None = None) -> int:
                       f"field set ({fd['n']} messages): accuracy {fd['accuracy']:.3f}, fallback counted")  # fmt: skip
         log(f"field confusion matrix: {args.field_confusion}")
     if args.baseline:
-        log(f"baseline: training {args.baseline} on all of data/nlu")
-        with tempfile.TemporaryDirectory(prefix="nlu-base-") as tmp:
-            base_model, base_seconds = train_to(args.baseline, DATA, Path(tmp), "baseline")
-            base = field(base_model)
+        base_model, base_seconds = baseline_model(args.baseline, args.cache_dir)
+        base = field(base_model)
         summary.update(field_summary(base, "nlu_baseline_field"), nlu_baseline_train_seconds=round(base_seconds, 1))
         summary["nlu_baseline_config"] = str(args.baseline)
     if not args.quick:

@@ -1,0 +1,60 @@
+"""make nlu-test's baseline model (Rasa's stock DIET, over an hour to train here) is kept under its inputs' hash.
+
+The training itself is replaced by a stand-in that writes a file: what is checked is when the tool trains, reuses
+or restores, not Rasa."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nlu.tools import evaluate
+from nlu.tools.common import ROOT, training_hash
+
+STOCK = Path("nlu/tools/pipelines/a_diet_stock.yml")
+
+
+@pytest.fixture
+def trainings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[Path]:
+    calls: list[Path] = []
+
+    def fake_train(config: Path, nlu: Path, out: Path, name: str) -> tuple[Path, float]:
+        calls.append(config)
+        model = out / f"{name}.tar.gz"
+        model.write_bytes(b"model of " + str(config).encode())
+        return model, 4321.0
+
+    monkeypatch.setattr(evaluate, "train_to", fake_train)
+    monkeypatch.setattr(evaluate, "MODELS", tmp_path / "models")
+    return calls
+
+
+def test_the_baseline_is_trained_once_then_reused(trainings: list[Path], tmp_path: Path) -> None:
+    first, seconds = evaluate.baseline_model(STOCK)
+    again, seconds_again = evaluate.baseline_model(STOCK)
+    assert trainings == [STOCK]
+    assert first == again == tmp_path / "models" / "baseline" / f"a_diet_stock-{training_hash(STOCK)[:12]}.tar.gz"
+    assert first.read_bytes() == b"model of " + str(STOCK).encode()
+    # the reused model reports the training time it took, not the zero seconds of reusing it
+    assert seconds == seconds_again == 4321.0
+
+
+def test_a_clean_clone_restores_the_baseline_from_the_cache(trainings: list[Path], tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    trained, _ = evaluate.baseline_model(STOCK, cache)
+    for path in (tmp_path / "models" / "baseline").iterdir():
+        path.unlink()  # a fresh checkout: no models/ yet, the user's cache still there
+    restored, seconds = evaluate.baseline_model(STOCK, cache)
+    assert trainings == [STOCK]
+    assert restored == trained and restored.exists() and seconds == 4321.0
+
+
+def test_another_pipeline_is_another_model(trainings: list[Path]) -> None:
+    other = Path("nlu/tools/pipelines/c_folded_lr.yml")
+    stock, _ = evaluate.baseline_model(STOCK)
+    lr, _ = evaluate.baseline_model(other)
+    assert trainings == [STOCK, other] and stock != lr
+    # the hash covers the pipeline file itself, as the running model's covers config.yml
+    assert training_hash(STOCK) != training_hash(other) != training_hash()
+    assert training_hash(ROOT / STOCK) == training_hash(STOCK)
