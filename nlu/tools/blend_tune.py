@@ -39,7 +39,7 @@ from nlu.blend import blend
 from nlu.tools.common import CONFIG, FALLBACK, FIELD, FIELD_STYLES, HELDOUT, ROOT, TARGETS, Parser, load_examples
 
 # The edition choices are made on: retired from measuring, so choosing on it does not flatter the measured figures.
-CHOOSING_FIELD = ROOT / "data" / "nlu_field_2026-12-07c"
+CHOOSING_FIELD = ROOT / "data" / "nlu_field_2026-12-07d"
 WEIGHTS = (0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0)
 TEMPERATURES = (1.0, 2.0, 3.0, 5.0, 8.0)
 THRESHOLDS = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7)
