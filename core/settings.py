@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     rasa_token: SecretStr = SecretStr("change-me-rasa-token")
     nlu_connect_timeout_s: float = 1.0
     nlu_read_timeout_s: float = 2.0
-    nlu_fallback_threshold: float = 0.3  # = config.yml FallbackClassifier threshold (docs/nlu.md)
+    nlu_fallback_threshold: float = 0.45  # = config.yml FallbackClassifier threshold (docs/nlu.md)
     nlu_ambiguity_threshold: float = 0.2  # = config.yml FallbackClassifier ambiguity_threshold
     nlu_ambiguity_floor: float = 0.25  # below this even the best reading is noise: fall back instead of asking
 
