@@ -21,6 +21,7 @@ Exit status: 0 when every measured figure meets its target, 1 otherwise, 2 when 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import math
 import os
@@ -83,10 +84,17 @@ def baseline_model(config: Path, cache_dir: Path | None = None) -> tuple[Path, f
     models/baseline/<pipeline>-<hash12>.tar.gz (and in `cache_dir`), with its training seconds beside it."""
     digest = training_hash(config)[:12]
     target = MODELS / "baseline" / f"{config.stem}-{digest}.tar.gz"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Two runs at once (a maintainer's and CI's, say) must not both spend the hour: the second waits for the first.
+    with target.with_suffix(".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _baseline_model(config, target, cache_dir)
+
+
+def _baseline_model(config: Path, target: Path, cache_dir: Path | None) -> tuple[Path, float]:
     seconds_file = target.with_suffix(".seconds")
     cached = cache_dir / target.name if cache_dir else None
     if not target.exists() and cached and cached.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(cached, target)
         shutil.copy2(cached.with_suffix(".seconds"), seconds_file)
         log(f"baseline: restored {target.name} from {cache_dir}")
@@ -96,7 +104,6 @@ def baseline_model(config: Path, cache_dir: Path | None = None) -> tuple[Path, f
     log(f"baseline: training {config} on all of data/nlu")
     with tempfile.TemporaryDirectory(prefix="nlu-base-") as tmp:
         trained, seconds = train_to(config, DATA, Path(tmp), "baseline")
-        target.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(trained, target)
     seconds_file.write_text(f"{seconds:.1f}\n", encoding="utf-8")
     if cached:
@@ -384,11 +391,6 @@ def main(argv: list[str] | None = None) -> int:
         confusion_png(fd["_gold"], fd["_pred"], args.field_confusion,
                       f"field set ({fd['n']} messages): accuracy {fd['accuracy']:.3f}, fallback counted")  # fmt: skip
         log(f"field confusion matrix: {args.field_confusion}")
-    if args.baseline:
-        base_model, base_seconds = baseline_model(args.baseline, args.cache_dir)
-        base = field(base_model)
-        summary.update(field_summary(base, "nlu_baseline_field"), nlu_baseline_train_seconds=round(base_seconds, 1))
-        summary["nlu_baseline_config"] = str(args.baseline)
     if not args.quick:
         log(f"training time: {args.config} on all of data/nlu, from scratch")
         with tempfile.TemporaryDirectory(prefix="nlu-timed-") as tmp:
@@ -411,6 +413,13 @@ def main(argv: list[str] | None = None) -> int:
             confusion_png(cv["_gold"], cv["_raw"], args.confusion,
                           f"{args.folds}-fold CV confusion (macro F1 {cv['raw_macro_f1']:.3f})")  # fmt: skip
             log(f"confusion matrix: {args.confusion}")
+    # The baseline after the model's own figures (its training is the run's longest step), before the latency,
+    # which is measured with no training running.
+    if args.baseline:
+        base_model, base_seconds = baseline_model(args.baseline, args.cache_dir)
+        base = field(base_model)
+        summary.update(field_summary(base, "nlu_baseline_field"), nlu_baseline_train_seconds=round(base_seconds, 1))
+        summary["nlu_baseline_config"] = str(args.baseline)
     if args.latency:
         from nlu.tools.server import measure_latency, running_server
 

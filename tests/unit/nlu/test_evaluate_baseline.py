@@ -5,6 +5,8 @@ or restores, not Rasa."""
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -58,3 +60,22 @@ def test_another_pipeline_is_another_model(trainings: list[Path]) -> None:
     # the hash covers the pipeline file itself, as the running model's covers config.yml
     assert training_hash(STOCK) != training_hash(other) != training_hash()
     assert training_hash(ROOT / STOCK) == training_hash(STOCK)
+
+
+def test_two_runs_at_once_train_the_baseline_once(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    calls: list[Path] = []
+
+    def slow_train(config: Path, nlu: Path, out: Path, name: str) -> tuple[Path, float]:
+        calls.append(config)
+        time.sleep(0.5)  # long enough for the second run to reach the lock while the first trains
+        model = out / f"{name}.tar.gz"
+        model.write_bytes(b"model")
+        return model, 4321.0
+
+    monkeypatch.setattr(evaluate, "train_to", slow_train)
+    monkeypatch.setattr(evaluate, "MODELS", tmp_path / "models")
+    with ThreadPoolExecutor(2) as pool:
+        runs = [pool.submit(evaluate.baseline_model, STOCK) for _ in range(2)]
+        results = [run.result(timeout=30) for run in runs]
+    assert calls == [STOCK]
+    assert results[0] == results[1] and results[0][1] == 4321.0
