@@ -81,22 +81,24 @@ def baseline_model(config: Path, cache_dir: Path | None = None) -> tuple[Path, f
     """The baseline pipeline trained on data/nlu: reused while its inputs are unchanged, else trained.
 
     Rasa's stock DIET takes over an hour here on the current data, so its model is kept like the running one's:
-    models/baseline/<pipeline>-<hash12>.tar.gz (and in `cache_dir`), with its training seconds beside it."""
-    digest = training_hash(config)[:12]
-    target = MODELS / "baseline" / f"{config.stem}-{digest}.tar.gz"
+    models/baseline/<pipeline>-<hash12>.tar.gz (and in `cache_dir`), with its training seconds beside it
+    (<pipeline>-<hash12>.seconds)."""
+    name = f"{config.stem}-{training_hash(config)[:12]}"
+    target = MODELS / "baseline" / f"{name}.tar.gz"
     target.parent.mkdir(parents=True, exist_ok=True)
     # Two runs at once (a maintainer's and CI's, say) must not both spend the hour: the second waits for the first.
-    with target.with_suffix(".lock").open("w") as lock:
+    with (target.parent / f"{name}.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         return _baseline_model(config, target, cache_dir)
 
 
 def _baseline_model(config: Path, target: Path, cache_dir: Path | None) -> tuple[Path, float]:
-    seconds_file = target.with_suffix(".seconds")
-    cached = cache_dir / target.name if cache_dir else None
-    if not target.exists() and cached and cached.exists():
-        shutil.copy2(cached, target)
-        shutil.copy2(cached.with_suffix(".seconds"), seconds_file)
+    seconds_file = target.parent / (target.name.removesuffix(".tar.gz") + ".seconds")  # its training time
+    kept = [target, seconds_file]
+    cached = [cache_dir / p.name for p in kept] if cache_dir else []
+    if not target.exists() and cached and all(p.exists() for p in cached):
+        for src, dst in zip(cached, kept, strict=True):
+            shutil.copy2(src, dst)
         log(f"baseline: restored {target.name} from {cache_dir}")
     if target.exists() and seconds_file.exists():
         log(f"baseline: {target.name} is up to date, not trained again")
@@ -106,10 +108,9 @@ def _baseline_model(config: Path, target: Path, cache_dir: Path | None) -> tuple
         trained, seconds = train_to(config, DATA, Path(tmp), "baseline")
         shutil.move(trained, target)
     seconds_file.write_text(f"{seconds:.1f}\n", encoding="utf-8")
-    if cached:
-        cache_dir.mkdir(parents=True, exist_ok=True)  # type: ignore[union-attr]
-        shutil.copy2(target, cached)
-        shutil.copy2(seconds_file, cached.with_suffix(".seconds"))
+    for src, dst in zip(kept, cached, strict=False):
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, dst)
     return target, seconds
 
 

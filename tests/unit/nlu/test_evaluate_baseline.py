@@ -38,6 +38,8 @@ def test_the_baseline_is_trained_once_then_reused(trainings: list[Path], tmp_pat
     assert trainings == [STOCK]
     assert first == again == tmp_path / "models" / "baseline" / f"a_diet_stock-{training_hash(STOCK)[:12]}.tar.gz"
     assert first.read_bytes() == b"model of " + str(STOCK).encode()
+    name = f"a_diet_stock-{training_hash(STOCK)[:12]}"
+    assert sorted(p.name for p in first.parent.iterdir()) == [f"{name}.lock", f"{name}.seconds", f"{name}.tar.gz"]
     # the reused model reports the training time it took, not the zero seconds of reusing it
     assert seconds == seconds_again == 4321.0
 
@@ -45,6 +47,7 @@ def test_the_baseline_is_trained_once_then_reused(trainings: list[Path], tmp_pat
 def test_a_clean_clone_restores_the_baseline_from_the_cache(trainings: list[Path], tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     trained, _ = evaluate.baseline_model(STOCK, cache)
+    assert sorted(p.name for p in cache.iterdir()) == [trained.name.replace(".tar.gz", ".seconds"), trained.name]
     for path in (tmp_path / "models" / "baseline").iterdir():
         path.unlink()  # a fresh checkout: no models/ yet, the user's cache still there
     restored, seconds = evaluate.baseline_model(STOCK, cache)
