@@ -49,13 +49,13 @@ typecheck: env
 
 pytest: env model nlu-validate
 	@echo "[test] pytest (SQLite$${TEST_DATABASE_URL:+ and PostgreSQL}, $(WORKERS) workers)"
-	@$(PY) -m pytest -q -p no:cacheprovider $(XDIST)
+	@$(PY) -m pytest -q -rs -p no:cacheprovider $(XDIST)
 
 # While working: tests/unit only (no Rasa server, no bot, no model needed), SQLite only (the PostgreSQL variants
 # skip with their reason).
 test-fast: env lint
 	@echo "[test] unit tests (tests/unit), SQLite only, $(WORKERS) workers"
-	@TEST_DATABASE_URL= $(PY) -m pytest -q -p no:cacheprovider $(XDIST) tests/unit
+	@TEST_DATABASE_URL= $(PY) -m pytest -q -rs -p no:cacheprovider $(XDIST) tests/unit
 
 test-long: env model
 	@$(PY) -m pytest -q -s -p no:cacheprovider -m slow --run-slow tests/e2e/soak  # -s: print the figures
