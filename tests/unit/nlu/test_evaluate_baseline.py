@@ -82,3 +82,47 @@ def test_two_runs_at_once_train_the_baseline_once(monkeypatch: pytest.MonkeyPatc
         results = [run.result(timeout=30) for run in runs]
     assert calls == [STOCK]
     assert results[0] == results[1] and results[0][1] == 4321.0
+
+
+def _summary(model_right: int, baseline_right: int, n: int) -> dict[str, object]:
+    # The figures as field_summary rounds them (4 places), which is what check_targets and margin_needs read.
+    return {
+        "nlu_field_n": n,
+        "nlu_field_accuracy": round(model_right / n, 4),
+        "nlu_baseline_field_accuracy": round(baseline_right / n, 4),
+    }
+
+
+def test_the_margin_row_fails_below_five_points_and_passes_at_them() -> None:
+    def margin_row(summary: dict[str, object]) -> tuple[object, ...]:
+        rows = [r for r in evaluate.check_targets(summary) if "baseline" in r[0]]
+        assert len(rows) == 1
+        return rows[0]
+
+    # check_targets reads every field figure once the field accuracy is there; only the margin row matters here.
+    def with_field(summary: dict[str, object]) -> dict[str, object]:
+        styles = {f"nlu_field_accuracy_{s}": 1.0 for s in evaluate.FIELD_STYLES}
+        entities = {"dossier_code": 1.0, "procedure": 1.0, "eid_level": 1.0}
+        return summary | styles | {"nlu_field_confident_wrong": 0.0, "nlu_field_entity_f1_by_type": entities}
+
+    _, value, target, met = margin_row(with_field(_summary(710, 710, 748)))
+    assert (value, target, met) == (0.0, ">= 0.05", False)
+    _, value, _, met = margin_row(with_field(_summary(700, 600, 800)))
+    assert met and value == pytest.approx(0.125)
+
+
+def test_margin_needs_says_when_only_a_perfect_score_would_do() -> None:
+    # The seventh edition's run: the model and the stock DIET both 710 of 748.
+    assert evaluate.margin_needs(_summary(710, 710, 748)) == (
+        "baseline margin: 748 of 748 field messages right needed (baseline 710, model 710): "
+        "every message, a perfect score"
+    )
+    beyond = evaluate.margin_needs(_summary(700, 740, 748))
+    assert beyond is not None
+    assert beyond.endswith(
+        "needed (baseline 740, model 700): more than the edition holds, no model can meet it on this edition"
+    )
+    assert evaluate.margin_needs(_summary(700, 600, 800)) == (
+        "baseline margin: 640 of 800 field messages right needed (baseline 600, model 700)"
+    )
+    assert evaluate.margin_needs({"nlu_field_n": 748, "nlu_field_accuracy": 0.9}) is None
